@@ -1,0 +1,142 @@
+// Copyright 2026 The rdsproxy Authors. SPDX-License-Identifier: Apache-2.0
+
+package rdsproxy
+
+import (
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+)
+
+// PinCheckMode says what the driver does with statements that would pin an RDS
+// Proxy session. Set it with the pin_check DSN key or [WithPinCheck].
+type PinCheckMode string
+
+// Values for [PinCheckMode].
+const (
+	// PinCheckWarn checks every statement and logs one warning per distinct
+	// pinning statement. The default.
+	PinCheckWarn PinCheckMode = "warn"
+	// PinCheckOff skips the check entirely.
+	PinCheckOff PinCheckMode = "off"
+)
+
+// Config is a parsed rdsproxy connection string plus options. Create it with
+// [ParseConfig]; a zero Config is not usable. Every field documents its
+// default; the defaults and their reasons are the named constants in pool.go.
+type Config struct {
+	// ConnConfig is pgx's connection configuration, with rdsproxy's own keys
+	// already removed from RuntimeParams so they are never sent to the server.
+	// Its DefaultQueryExecMode is [DefaultQueryExecMode] unless the DSN set
+	// default_query_exec_mode.
+	ConnConfig *pgx.ConnConfig
+
+	// IAM makes every new physical connection authenticate with a fresh RDS IAM
+	// token instead of a password. DSN key iam. Default: false.
+	IAM bool
+
+	// AWSRegion is the region IAM tokens are signed for. DSN key aws_region.
+	// Default: AWS_REGION, then AWS_DEFAULT_REGION, then the region in an RDS
+	// host name.
+	AWSRegion string
+
+	// PinCheck is what to do with statements that would pin a proxy session.
+	// DSN key pin_check. Default: [PinCheckWarn].
+	PinCheck PinCheckMode
+
+	// MaxConns caps the physical connections this connector keeps open; a
+	// checkout beyond it waits under the caller's context. DSN key
+	// pool_max_conns. Default: [DefaultMaxConns], or [DefaultLambdaMaxConns]
+	// inside AWS Lambda (see [NewConnector] for the plain sql.Open case).
+	MaxConns int32
+
+	// MaxConnLifetime is how long a physical connection may live before it is
+	// retired at its next checkout or release. DSN key pool_max_conn_lifetime.
+	// Default: [DefaultMaxConnLifetime]. Must be below 24h, RDS Proxy's fixed
+	// client connection life.
+	MaxConnLifetime time.Duration
+
+	// MaxConnLifetimeJitter adds a random extra lifetime in [0, jitter) per
+	// connection, so a fleet does not reconnect in lockstep. DSN key
+	// pool_max_conn_lifetime_jitter. Default: [DefaultMaxConnLifetimeJitter].
+	MaxConnLifetimeJitter time.Duration
+
+	// MaxConnIdleTime retires a connection unused for this long. DSN key
+	// pool_max_conn_idle_time. Default: [DefaultMaxConnIdleTime], or
+	// [DefaultLambdaMaxConnIdleTime] inside AWS Lambda.
+	MaxConnIdleTime time.Duration
+
+	// HealthCheckPeriod is how often idle connections parked in the pool are
+	// checked for lifetime and idle time. DSN key pool_health_check_period.
+	// Default: [DefaultHealthCheckPeriod].
+	HealthCheckPeriod time.Duration
+
+	// Logger receives the driver's warnings (pinning). Default: slog.Default().
+	Logger *slog.Logger
+
+	// Tracer is the caller's own pgx tracer, if any; rdsproxy chains it with its
+	// own. Default: none.
+	Tracer pgx.QueryTracer
+
+	// InLambda is true when AWS_LAMBDA_FUNCTION_NAME was set when the config
+	// was parsed; it selects the Lambda defaults.
+	InLambda bool
+
+	maxConnsSet    bool // MaxConns came from the DSN or an option, not a default
+	idleTimeSet    bool
+	lifetimeSet    bool
+	jitterSet      bool
+	healthCheckSet bool
+	execModeSet    bool
+	iamOpts        iamOptions
+}
+
+// validate checks the whole config after the DSN and every option were applied.
+// Each error names the key and the accepted values.
+func (c *Config) validate() error {
+	if c.ConnConfig == nil {
+		return &ConfigError{Key: "Config", Value: "zero value", Accepted: "a Config returned by ParseConfig"}
+	}
+	if c.MaxConns < 1 {
+		return &ConfigError{Key: keyPoolMaxConns, Value: fmt.Sprint(c.MaxConns), Accepted: acceptedMaxConns}
+	}
+	if c.MaxConnLifetime <= 0 || c.MaxConnLifetime+c.MaxConnLifetimeJitter >= proxyClientMaxLife {
+		return &ConfigError{Key: keyPoolMaxConnLifetime, Value: c.MaxConnLifetime.String(), Accepted: acceptedLifetime}
+	}
+	if c.MaxConnLifetimeJitter < 0 {
+		return &ConfigError{Key: keyPoolMaxConnLifetimeJitter, Value: c.MaxConnLifetimeJitter.String(), Accepted: acceptedJitter}
+	}
+	if c.MaxConnIdleTime <= 0 {
+		return &ConfigError{Key: keyPoolMaxConnIdleTime, Value: c.MaxConnIdleTime.String(), Accepted: acceptedPositiveDuration}
+	}
+	if c.HealthCheckPeriod <= 0 {
+		return &ConfigError{Key: keyPoolHealthCheckPeriod, Value: c.HealthCheckPeriod.String(), Accepted: acceptedPositiveDuration}
+	}
+	switch c.PinCheck {
+	case PinCheckWarn, PinCheckOff:
+	default:
+		return &ConfigError{Key: keyPinCheck, Value: string(c.PinCheck), Accepted: acceptedPinCheck}
+	}
+	if c.IAM && plaintextPossible(c.ConnConfig) {
+		return ErrInsecureIAM
+	}
+	return nil
+}
+
+// plaintextPossible reports whether any connection attempt pgx would make can
+// go without TLS. It looks at the effect of sslmode rather than its spelling:
+// disable has no TLS config, allow tries plaintext first, prefer falls back to
+// plaintext.
+func plaintextPossible(cc *pgx.ConnConfig) bool {
+	if cc.TLSConfig == nil {
+		return true
+	}
+	for _, fb := range cc.Fallbacks {
+		if fb.TLSConfig == nil {
+			return true
+		}
+	}
+	return false
+}

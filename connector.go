@@ -1,0 +1,139 @@
+// Copyright 2026 The rdsproxy Authors. SPDX-License-Identifier: Apache-2.0
+
+package rdsproxy
+
+import (
+	"context"
+	"database/sql/driver"
+	"io"
+	"sync/atomic"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/jackc/pgx/v5/stdlib"
+)
+
+// errRetire makes database/sql discard a connection that the pool policy
+// retired and transparently try another one.
+var errRetire = driver.ErrBadConn
+
+// Connector is a [driver.Connector] for [database/sql.OpenDB]. It owns a pool
+// of physical connections (a pgxpool.Pool) and hands database/sql pgx's own
+// *stdlib.Conn, unwrapped: (*sql.Conn).Raw yields *stdlib.Conn, CopyFrom and
+// notifications work, and every optional driver interface pgx implements is
+// there. Close it (or the *sql.DB that owns it) to close its connections.
+type Connector struct {
+	cfg    *Config
+	pool   *pgxpool.Pool
+	std    driver.Connector // stdlib's connector over pool
+	policy *poolPolicy
+	closed atomic.Bool
+}
+
+// Compile-time checks of the interfaces database/sql looks for.
+var (
+	_ driver.Connector = (*Connector)(nil)
+	_ io.Closer        = (*Connector)(nil) // database/sql calls it from DB.Close
+)
+
+// NewConnector parses dsn, applies opts and returns a connector, without
+// dialing: nothing touches the network or AWS until the first checkout.
+//
+// Use it with sql.OpenDB. When the cap was not set explicitly, a connector
+// used this way (or through plain sql.Open) caps at no fewer than 3
+// connections: database/sql keeps up to 2 idle connections the driver cannot
+// reclaim, and a lower cap could leave a caller waiting forever. [Open] sets
+// database/sql's own limits and uses the configured cap as is.
+func NewConnector(dsn string, opts ...Option) (*Connector, error) {
+	cfg, err := ParseConfig(dsn)
+	if err != nil {
+		return nil, err
+	}
+	return newConnector(cfg, opts, false)
+}
+
+// NewConnectorConfig is NewConnector for a Config from [ParseConfig], which it
+// does not modify.
+func NewConnectorConfig(cfg *Config, opts ...Option) (*Connector, error) {
+	if cfg == nil || cfg.ConnConfig == nil {
+		return nil, &ConfigError{Key: "Config", Value: "nil", Accepted: "a Config returned by ParseConfig"}
+	}
+	c := *cfg
+	c.ConnConfig = cfg.ConnConfig.Copy()
+	return newConnector(&c, opts, false)
+}
+
+func newConnector(cfg *Config, opts []Option, knobsSetByOpen bool) (*Connector, error) {
+	for _, opt := range opts {
+		if err := opt(cfg); err != nil {
+			return nil, err
+		}
+	}
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
+	if !knobsSetByOpen && !cfg.maxConnsSet && cfg.MaxConns < minConnsUnderDatabaseSQLDefaults {
+		cfg.MaxConns = minConnsUnderDatabaseSQLDefaults
+	}
+	c := &Connector{cfg: cfg}
+	c.policy = &poolPolicy{
+		lifetime: cfg.MaxConnLifetime,
+		jitter:   cfg.MaxConnLifetimeJitter,
+		idle:     cfg.MaxConnIdleTime,
+		now:      time.Now,
+	}
+
+	pc, err := pgxpool.ParseConfig("")
+	if err != nil { // cannot happen for an empty string, but never panic on it
+		return nil, err
+	}
+	pc.ConnConfig = cfg.ConnConfig.Copy()
+	pc.ConnConfig.Tracer = newTracer(c, cfg.Tracer)
+	c.policy.configurePool(pc, cfg.MaxConns, cfg.HealthCheckPeriod)
+	if err := c.configureAuth(pc); err != nil {
+		return nil, err
+	}
+	pool, err := pgxpool.NewWithConfig(context.Background(), pc)
+	if err != nil {
+		return nil, err
+	}
+	c.pool = pool
+	c.std = stdlib.GetPoolConnector(pool, c.policy.stdlibOptions()...)
+	return c, nil
+}
+
+// Connect hands database/sql a connection from the pool, dialing a new one if
+// none is idle and the cap allows; at the cap it waits under ctx.
+func (c *Connector) Connect(ctx context.Context) (driver.Conn, error) {
+	if c.closed.Load() {
+		return nil, ErrClosed
+	}
+	conn, err := c.std.Connect(ctx)
+	if err != nil {
+		if c.closed.Load() {
+			return nil, ErrClosed
+		}
+		return nil, err
+	}
+	return conn, nil
+}
+
+// Driver returns the rdsproxy driver.
+func (c *Connector) Driver() driver.Driver { return rdsDriver }
+
+// Config returns a copy of the connector's effective configuration.
+func (c *Connector) Config() *Config {
+	cp := *c.cfg
+	cp.ConnConfig = c.cfg.ConnConfig.Copy()
+	return &cp
+}
+
+// Close closes every connection of the connector and stops its background
+// health check. database/sql calls it from DB.Close. It is safe to call twice.
+func (c *Connector) Close() error {
+	if c.closed.Swap(true) {
+		return nil
+	}
+	c.pool.Close()
+	return nil
+}

@@ -1,0 +1,53 @@
+// Copyright 2026 The rdsproxy Authors. SPDX-License-Identifier: Apache-2.0
+
+package rdsproxy
+
+import (
+	"errors"
+	"fmt"
+)
+
+// Errors the driver returns, to test with [errors.Is]. Their texts can change
+// between versions; their identities will not.
+var (
+	// ErrConfig is wrapped by every error about a DSN key or an option.
+	ErrConfig = errors.New("rdsproxy: invalid configuration")
+
+	// ErrInsecureIAM is returned when iam=true is combined with an sslmode that
+	// may send the token in clear text.
+	ErrInsecureIAM = errors.New("rdsproxy: iam=true needs TLS, but sslmode is disable, allow or prefer, " +
+		"which can connect without it and send the IAM token in clear; remove sslmode (the default is verify-full) " +
+		"or set sslmode=verify-full")
+
+	// ErrNoRegion is returned by Open and NewConnector when iam=true and no AWS
+	// region can be found.
+	ErrNoRegion = errors.New("rdsproxy: iam=true needs an AWS region: set the aws_region DSN key, " +
+		"or AWS_REGION, or connect to an RDS host name that contains the region " +
+		"(<name>.proxy-<id>.<region>.rds.amazonaws.com)")
+
+	// ErrClosed is returned by Connect after the connector was closed.
+	ErrClosed = errors.New("rdsproxy: connector is closed")
+)
+
+// ConfigError describes one bad DSN key or option. It names the key, repeats the
+// offending value (values of rdsproxy's own keys are never secrets; a password
+// is never echoed), and lists what is accepted.
+type ConfigError struct {
+	Key      string // DSN key or option name, e.g. "pool_max_conns" or "WithMaxConns"
+	Value    string // the rejected value, as given
+	Accepted string // what would have been accepted, in words
+	Err      error  // the underlying cause, if any
+}
+
+func (e *ConfigError) Error() string {
+	msg := fmt.Sprintf("rdsproxy: invalid %s %q: accepted values: %s", e.Key, e.Value, e.Accepted)
+	if e.Err != nil {
+		msg += " (" + e.Err.Error() + ")"
+	}
+	return msg
+}
+
+// Is makes every ConfigError match [ErrConfig].
+func (e *ConfigError) Is(target error) bool { return target == ErrConfig }
+
+func (e *ConfigError) Unwrap() error { return e.Err }

@@ -1,0 +1,11 @@
+// Copyright 2026 The rdsproxy Authors. SPDX-License-Identifier: Apache-2.0
+
+package rdsproxy
+
+import "github.com/jackc/pgx/v5"
+
+// DefaultQueryExecMode is the pgx query exec mode used when the DSN does not
+// set default_query_exec_mode. See "Query exec mode" in the package overview
+// for the evidence behind the choice.
+const DefaultQueryExecMode = pgx.QueryExecModeCacheDescribe
+

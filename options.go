@@ -1,0 +1,87 @@
+// Copyright 2026 The rdsproxy Authors. SPDX-License-Identifier: Apache-2.0
+
+package rdsproxy
+
+import (
+	"log/slog"
+	"strconv"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+)
+
+// Option changes a [Config] after its connection string was parsed, so options
+// win over DSN keys, which win over defaults. An option with a bad value makes
+// NewConnector or Open fail with a [ConfigError] naming the option.
+type Option func(*Config) error
+
+// WithMaxConns sets the connection cap (DSN key pool_max_conns).
+func WithMaxConns(n int) Option {
+	return func(c *Config) error {
+		if n < 1 || n > maxMaxConns {
+			return &ConfigError{Key: "WithMaxConns", Value: strconv.Itoa(n), Accepted: acceptedMaxConns}
+		}
+		c.MaxConns, c.maxConnsSet = int32(n), true
+		return nil
+	}
+}
+
+// WithMaxConnLifetime sets the lifetime and its jitter (DSN keys
+// pool_max_conn_lifetime and pool_max_conn_lifetime_jitter).
+func WithMaxConnLifetime(lifetime, jitter time.Duration) Option {
+	return func(c *Config) error {
+		if lifetime <= 0 || jitter < 0 || lifetime+jitter >= proxyClientMaxLife {
+			return &ConfigError{Key: "WithMaxConnLifetime", Value: lifetime.String() + " + " + jitter.String(), Accepted: acceptedLifetime}
+		}
+		c.MaxConnLifetime, c.MaxConnLifetimeJitter = lifetime, jitter
+		c.lifetimeSet, c.jitterSet = true, true
+		return nil
+	}
+}
+
+// WithMaxConnIdleTime sets the idle time (DSN key pool_max_conn_idle_time).
+func WithMaxConnIdleTime(d time.Duration) Option {
+	return func(c *Config) error {
+		if d <= 0 {
+			return &ConfigError{Key: "WithMaxConnIdleTime", Value: d.String(), Accepted: acceptedPositiveDuration}
+		}
+		c.MaxConnIdleTime, c.idleTimeSet = d, true
+		return nil
+	}
+}
+
+// WithPinCheck sets the pinning check mode (DSN key pin_check).
+func WithPinCheck(mode PinCheckMode) Option {
+	return func(c *Config) error {
+		if mode != PinCheckWarn && mode != PinCheckOff {
+			return &ConfigError{Key: "WithPinCheck", Value: string(mode), Accepted: acceptedPinCheck}
+		}
+		c.PinCheck = mode
+		return nil
+	}
+}
+
+// WithLogger sends the driver's warnings to l instead of slog.Default().
+func WithLogger(l *slog.Logger) Option {
+	return func(c *Config) error {
+		if l == nil {
+			return &ConfigError{Key: "WithLogger", Value: "nil", Accepted: "a non-nil *slog.Logger"}
+		}
+		c.Logger = l
+		return nil
+	}
+}
+
+// WithTracer chains the caller's pgx tracer with rdsproxy's own. It may also
+// implement pgx's BatchTracer, PrepareTracer, ConnectTracer and the rest; every
+// interface it implements is called. (Setting ConnConfig.Tracer directly would
+// be replaced, because rdsproxy installs its own tracer there.)
+func WithTracer(t pgx.QueryTracer) Option {
+	return func(c *Config) error {
+		if t == nil {
+			return &ConfigError{Key: "WithTracer", Value: "nil", Accepted: "a non-nil pgx.QueryTracer"}
+		}
+		c.Tracer = t
+		return nil
+	}
+}

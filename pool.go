@@ -1,0 +1,246 @@
+// Copyright 2026 The rdsproxy Authors. SPDX-License-Identifier: Apache-2.0
+
+package rdsproxy
+
+import (
+	"context"
+	"math/rand/v2"
+	"sync/atomic"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/jackc/pgx/v5/stdlib"
+
+	"github.com/rdsproxy/rdsproxy/internal/conncheck"
+)
+
+// Pool defaults, tuned for a client of RDS Proxy. Each can be overridden by the
+// DSN key named in its [Config] field or by an [Option].
+const (
+	// DefaultMaxConns caps physical connections per connector outside Lambda.
+	// Behind RDS Proxy a client connection is cheap for the proxy but every
+	// in-flight statement holds a database connection; a service instance
+	// rarely needs more than a handful at once, and an autoscaled fleet
+	// multiplies whatever is set here.
+	DefaultMaxConns = 5
+
+	// DefaultLambdaMaxConns is the cap inside AWS Lambda, where an execution
+	// environment handles one invocation at a time: one connection for the
+	// work plus one spare for a concurrent query or transaction.
+	DefaultLambdaMaxConns = 2
+
+	// minConnsUnderDatabaseSQLDefaults is the lowest default cap used when the
+	// connector sits under a *sql.DB whose knobs rdsproxy did not set (plain
+	// sql.Open or sql.OpenDB). database/sql keeps up to 2 idle connections of
+	// its own (defaultMaxIdleConns) and a driver cannot take them back; with a
+	// cap of 2 or less, a third concurrent caller would wait for a connection
+	// that is idle in database/sql forever. Open sets the knobs and avoids this.
+	minConnsUnderDatabaseSQLDefaults = 3
+
+	// DefaultMaxConnLifetime retires connections after 30 minutes (plus
+	// jitter). It is not about IAM tokens, which are checked only when a
+	// connection is established: it rebalances clients across proxy capacity
+	// after scaling or failover, picks up DNS changes, bounds the effect of
+	// revoked credentials, and stays far below the proxy's fixed 24h limit.
+	DefaultMaxConnLifetime = 30 * time.Minute
+
+	// DefaultMaxConnLifetimeJitter spreads retirements over 5 minutes so a
+	// fleet started together does not reconnect (and sign tokens) together.
+	DefaultMaxConnLifetimeJitter = 5 * time.Minute
+
+	// DefaultMaxConnIdleTime retires connections idle for 5 minutes, well
+	// below RDS Proxy's default IdleClientTimeout of 1800 s, so the client
+	// closes idle connections before the proxy drops them under it.
+	DefaultMaxConnIdleTime = 5 * time.Minute
+
+	// DefaultLambdaMaxConnIdleTime is shorter: a frozen Lambda environment
+	// holds its connections while the proxy's idle clock runs, so after a thaw
+	// a connection idle this long is replaced rather than trusted.
+	DefaultLambdaMaxConnIdleTime = time.Minute
+
+	// DefaultHealthCheckPeriod is how often connections parked in the pool are
+	// checked for lifetime and idle time (pgxpool's own default).
+	DefaultHealthCheckPeriod = time.Minute
+
+	// pingAfterIdle: a connection reused after this much idle time gets a
+	// ping (one round trip) besides the socket probe, to catch half-open TCP
+	// connections that show nothing on the socket. pgx's own threshold.
+	pingAfterIdle = time.Second
+
+	// proxyClientMaxLife is RDS Proxy's fixed maximum client connection life.
+	proxyClientMaxLife = 24 * time.Hour
+)
+
+// applyPoolDefaults sets every pool field of c to its default, Lambda-aware.
+func applyPoolDefaults(c *Config) {
+	c.MaxConns = DefaultMaxConns
+	c.MaxConnIdleTime = DefaultMaxConnIdleTime
+	if c.InLambda {
+		c.MaxConns = DefaultLambdaMaxConns
+		c.MaxConnIdleTime = DefaultLambdaMaxConnIdleTime
+	}
+	c.MaxConnLifetime = DefaultMaxConnLifetime
+	c.MaxConnLifetimeJitter = DefaultMaxConnLifetimeJitter
+	c.HealthCheckPeriod = DefaultHealthCheckPeriod
+}
+
+// Reasons a connection is retired; also the values of the retirement metric's
+// reason attribute.
+const (
+	retireLifetime = "lifetime"
+	retireIdle     = "idle"
+	retireBroken   = "broken"
+)
+
+// connState is rdsproxy's bookkeeping for one physical connection, stored in
+// pgconn's CustomData so a lookup costs one map access and no allocation.
+type connState struct {
+	deadline   time.Time    // created + MaxConnLifetime + this connection's jitter
+	lastActive atomic.Int64 // unix nanos of the last checkout or statement end
+	retire     atomic.Value // string reason, set when the connection must go
+	prober     *conncheck.Prober
+}
+
+const customDataKey = "rdsproxy.conn"
+
+func stateOf(conn *pgx.Conn) *connState {
+	s, _ := conn.PgConn().CustomData()[customDataKey].(*connState)
+	return s
+}
+
+// poolPolicy enforces one lifetime, idle time and liveness rule per physical
+// connection at every place a connection changes hands: database/sql reusing
+// an idle connection (stdlib's ResetSession), pgxpool handing one out
+// (PrepareConn, ShouldPing) and taking one back (AfterRelease).
+//
+// pgxpool enforces lifetime and idle time by itself only for connections
+// parked inside it. Under database/sql most connections sit in database/sql's
+// own idle list instead and pgxpool never sees them, so the rule has to be
+// checked at checkout too; keeping our own jittered deadline (rather than
+// pgxpool's private one) makes all the checks agree.
+type poolPolicy struct {
+	lifetime, jitter, idle time.Duration
+	now                    func() time.Time
+	onRetire               func(reason string)
+}
+
+func (p *poolPolicy) afterConnect(conn *pgx.Conn) {
+	now := p.now()
+	s := &connState{deadline: now.Add(p.lifetime)}
+	if p.jitter > 0 {
+		s.deadline = s.deadline.Add(rand.N(p.jitter))
+	}
+	s.lastActive.Store(now.UnixNano())
+	s.prober = conncheck.NewProber(conn.PgConn().Conn())
+	conn.PgConn().CustomData()[customDataKey] = s
+}
+
+// expired reports why conn must be retired now, or "".
+func (p *poolPolicy) expired(conn *pgx.Conn) string {
+	s := stateOf(conn)
+	if s == nil {
+		return ""
+	}
+	if r, _ := s.retire.Load().(string); r != "" {
+		return r
+	}
+	now := p.now()
+	switch {
+	case now.After(s.deadline):
+		return retireLifetime
+	case now.Sub(time.Unix(0, s.lastActive.Load())) > p.idle:
+		return retireIdle
+	}
+	return ""
+}
+
+// markRetired records the reason once and reports it.
+func (p *poolPolicy) markRetired(conn *pgx.Conn, reason string) {
+	if s := stateOf(conn); s != nil && s.retire.CompareAndSwap(nil, reason) && p.onRetire != nil {
+		p.onRetire(reason)
+	}
+}
+
+// touch records activity on conn.
+func (p *poolPolicy) touch(conn *pgx.Conn) {
+	if s := stateOf(conn); s != nil {
+		s.lastActive.Store(p.now().UnixNano())
+	}
+}
+
+// shouldPing decides, at checkout, whether to spend a round trip on a ping.
+// It also retires expired connections: it marks them so the reset hook
+// (database/sql path) or PrepareConn (pgxpool path) discards them without the
+// wasted ping.
+func (p *poolPolicy) shouldPing(conn *pgx.Conn, idle time.Duration) bool {
+	if reason := p.expired(conn); reason != "" {
+		p.markRetired(conn, reason)
+		return false
+	}
+	if s := stateOf(conn); s != nil {
+		switch s.prober.Probe() {
+		case conncheck.Closed:
+			p.markRetired(conn, retireBroken)
+			return false
+		case conncheck.Pending:
+			return true // probably a FATAL before close; the ping settles it
+		}
+	}
+	return idle > pingAfterIdle
+}
+
+// resetSession is stdlib's OptionResetSession hook: it runs after the ping
+// decision when database/sql reuses a connection.
+func (p *poolPolicy) resetSession(_ context.Context, conn *pgx.Conn) error {
+	if s := stateOf(conn); s != nil {
+		if r, _ := s.retire.Load().(string); r != "" {
+			return errRetire
+		}
+	}
+	p.touch(conn)
+	return nil
+}
+
+// configurePool installs the policy's hooks on a pgxpool config and sets its
+// own limits as backstops that never fire before ours.
+func (p *poolPolicy) configurePool(pc *pgxpool.Config, maxConns int32, healthCheck time.Duration) {
+	pc.MaxConns = maxConns
+	pc.MinConns = 0 // never dial in the background: Lambda and cold starts pay only for what they use
+	pc.MaxConnLifetime = p.lifetime + p.jitter + time.Second
+	pc.MaxConnLifetimeJitter = 0
+	pc.MaxConnIdleTime = p.idle
+	pc.HealthCheckPeriod = healthCheck
+	pc.AfterConnect = func(_ context.Context, conn *pgx.Conn) error {
+		p.afterConnect(conn)
+		return nil
+	}
+	pc.ShouldPing = func(_ context.Context, sp pgxpool.ShouldPingParams) bool {
+		return p.shouldPing(sp.Conn, sp.IdleDuration)
+	}
+	pc.PrepareConn = func(_ context.Context, conn *pgx.Conn) (bool, error) {
+		if reason := p.expired(conn); reason != "" {
+			p.markRetired(conn, reason)
+			return false, nil // pgxpool destroys it and acquires another
+		}
+		p.touch(conn)
+		return true, nil
+	}
+	pc.AfterRelease = func(conn *pgx.Conn) bool {
+		if reason := p.expired(conn); reason != "" {
+			p.markRetired(conn, reason)
+			return false
+		}
+		return true
+	}
+}
+
+// stdlibOptions are the hooks for stdlib's pool connector.
+func (p *poolPolicy) stdlibOptions() []stdlib.OptionOpenDB {
+	return []stdlib.OptionOpenDB{
+		stdlib.OptionShouldPing(func(_ context.Context, sp stdlib.ShouldPingParams) bool {
+			return p.shouldPing(sp.Conn, sp.IdleDuration)
+		}),
+		stdlib.OptionResetSession(p.resetSession),
+	}
+}
