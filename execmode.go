@@ -8,4 +8,3 @@ import "github.com/jackc/pgx/v5"
 // set default_query_exec_mode. See "Query exec mode" in the package overview
 // for the evidence behind the choice.
 const DefaultQueryExecMode = pgx.QueryExecModeCacheDescribe
-
