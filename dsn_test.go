@@ -1,0 +1,173 @@
+package rdsproxy_test
+
+import (
+	"errors"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/rdsproxy/rdsproxy"
+)
+
+const secretPassword = "pw-S3cr3t-do-not-print"
+
+func TestParseConfigErrors(t *testing.T) {
+	base := "postgres://app:" + secretPassword + "@db.example.com:5432/appdb"
+	kvBase := "host=db.example.com user=app password=" + secretPassword + " dbname=appdb"
+	cases := []struct {
+		dsn      string
+		key      string // must appear in the message
+		accepted string // must appear in the message
+	}{
+		{base + "?iam=yes", "iam", "true or false"},
+		{base + "?aws_region=Mars", "aws_region", "us-east-1"},
+		{base + "?pin_check=loud", "pin_check", "off or warn"},
+		{base + "?pool_max_conns=0", "pool_max_conns", "whole number"},
+		{base + "?pool_max_conns=abc", "pool_max_conns", "whole number"},
+		{base + "?pool_max_conns=99999999999", "pool_max_conns", "whole number"},
+		{base + "?pool_max_conn_lifetime=25h", "pool_max_conn_lifetime", "24h"},
+		{base + "?pool_max_conn_lifetime=-1s", "pool_max_conn_lifetime", "24h"},
+		{base + "?pool_max_conn_lifetime=23h&pool_max_conn_lifetime_jitter=2h", "pool_max_conn_lifetime", "24h"},
+		{base + "?pool_max_conn_lifetime_jitter=soon", "pool_max_conn_lifetime_jitter", "Go duration"},
+		{base + "?pool_max_conn_idle_time=0s", "pool_max_conn_idle_time", "above 0"},
+		{base + "?pool_health_check_period=x", "pool_health_check_period", "above 0"},
+		{base + "?pool_min_conns=2", "pool_min_conns", "pool_max_conns"},
+		{base + "?iam_role=x", "iam_role", "rdsproxy's keys are"},
+		{base + "?pin_checks=warn", "pin_checks", "rdsproxy's keys are"},
+		{kvBase + " pool_max_conns=-3", "pool_max_conns", "whole number"},
+		{kvBase + " iam=1", "iam", "true or false"},
+		{base + "?iam=true&sslmode=disable&aws_region=us-east-1", "sslmode", "verify-full"},
+		{base + "?iam=true&sslmode=prefer&aws_region=us-east-1", "sslmode", "verify-full"},
+		{base + "?iam=true&sslmode=allow&aws_region=us-east-1", "sslmode", "verify-full"},
+		{"postgres://app:" + secretPassword + "@db.example.com:99999/appdb", "port", ""},
+		{"postgres://app:" + secretPassword + "%zz@db.example.com/appdb", "password", ""},
+		{"host=h password='" + secretPassword, "unterminated", ""},
+		{base + "?sslmode=bogus", "sslmode", ""},
+		{base + "?default_query_exec_mode=fast", "default_query_exec_mode", ""},
+	}
+	for _, c := range cases {
+		t.Run(c.key, func(t *testing.T) {
+			_, err := rdsproxy.ParseConfig(c.dsn)
+			require.Error(t, err, c.dsn)
+			msg := err.Error()
+			require.NotContains(t, msg, secretPassword)
+			require.NotContains(t, msg, "S3cr3t")
+			require.Contains(t, msg, c.key)
+			require.Contains(t, msg, c.accepted)
+			require.True(t, errors.Is(err, rdsproxy.ErrConfig) || errors.Is(err, rdsproxy.ErrInsecureIAM), "%v", err)
+
+			// NewConnector and Open report the same error, before any dial.
+			_, err = rdsproxy.NewConnector(c.dsn)
+			require.Error(t, err)
+			_, err = rdsproxy.Open(c.dsn)
+			require.Error(t, err)
+		})
+	}
+}
+
+func TestOptionErrors(t *testing.T) {
+	dsn := "postgres://app@db.example.com/appdb"
+	for _, opt := range []struct {
+		name string
+		o    rdsproxy.Option
+	}{
+		{"WithMaxConns", rdsproxy.WithMaxConns(0)},
+		{"WithMaxConnLifetime", rdsproxy.WithMaxConnLifetime(0, 0)},
+		{"WithMaxConnLifetime", rdsproxy.WithMaxConnLifetime(23*60*60e9, 2*60*60e9)},
+		{"WithMaxConnIdleTime", rdsproxy.WithMaxConnIdleTime(-1)},
+		{"WithPinCheck", rdsproxy.WithPinCheck("loud")},
+		{"WithLogger", rdsproxy.WithLogger(nil)},
+		{"WithTracer", rdsproxy.WithTracer(nil)},
+	} {
+		_, err := rdsproxy.NewConnector(dsn, opt.o)
+		require.Error(t, err, opt.name)
+		require.Contains(t, err.Error(), opt.name)
+		require.ErrorIs(t, err, rdsproxy.ErrConfig)
+	}
+}
+
+func TestOwnKeysAreNotSentAsStartupParameters(t *testing.T) {
+	cfg, err := rdsproxy.ParseConfig("postgres://app@db.example.com/appdb?sslmode=disable&pin_check=off&pool_max_conns=3" +
+		"&pool_max_conn_lifetime=10m&pool_max_conn_lifetime_jitter=1m&pool_max_conn_idle_time=2m&pool_health_check_period=30s" +
+		"&aws_region=eu-west-1&iam=false&application_name=billing&search_path=app")
+	require.NoError(t, err)
+	require.Equal(t, map[string]string{"application_name": "billing", "search_path": "app"}, cfg.ConnConfig.RuntimeParams)
+	require.EqualValues(t, 3, cfg.MaxConns)
+	require.Equal(t, rdsproxy.PinCheckOff, cfg.PinCheck)
+	require.Equal(t, "eu-west-1", cfg.AWSRegion)
+}
+
+func TestDefaultSSLModeIsVerifyFull(t *testing.T) {
+	t.Setenv("PGSSLMODE", "")
+	for _, dsn := range []string{
+		"postgres://app@db.example.com/appdb",
+		"postgres://app@db.example.com/appdb?application_name=x",
+		"host=db.example.com user=app dbname=appdb",
+		"postgres://app@h1.example.com:5432,h2.example.com:5433/appdb",
+	} {
+		cfg, err := rdsproxy.ParseConfig(dsn)
+		require.NoError(t, err, dsn)
+		tc := cfg.ConnConfig.TLSConfig
+		require.NotNil(t, tc, dsn)
+		require.False(t, tc.InsecureSkipVerify, "%s: verify-full must verify the certificate", dsn)
+		require.NotEmpty(t, tc.ServerName, dsn)
+		for _, fb := range cfg.ConnConfig.Fallbacks {
+			require.NotNil(t, fb.TLSConfig, "%s: no plaintext fallback", dsn)
+		}
+	}
+	// An explicit sslmode wins, in both syntaxes.
+	for _, dsn := range []string{"postgres://app@db.example.com/appdb?sslmode=disable", "host=db.example.com sslmode=disable"} {
+		cfg, err := rdsproxy.ParseConfig(dsn)
+		require.NoError(t, err)
+		require.Nil(t, cfg.ConnConfig.TLSConfig, dsn)
+	}
+	// So does PGSSLMODE.
+	t.Setenv("PGSSLMODE", "disable")
+	cfg, err := rdsproxy.ParseConfig("postgres://app@db.example.com/appdb")
+	require.NoError(t, err)
+	require.Nil(t, cfg.ConnConfig.TLSConfig)
+}
+
+func TestConfigStringHasNoPassword(t *testing.T) {
+	cfg, err := rdsproxy.ParseConfig("postgres://app:" + secretPassword + "@db.example.com/appdb?sslmode=disable")
+	require.NoError(t, err)
+	for _, s := range []string{cfg.String(), cfg.GoString(), cfg.FormatOwnKeys()} {
+		require.NotContains(t, s, secretPassword)
+		require.True(t, strings.Contains(s, "pool_max_conns=") || strings.Contains(s, "rdsproxy.Config"))
+	}
+}
+
+// FuzzParseConfig: the parser never panics, never echoes the password, and
+// rdsproxy's keys round-trip: ParseConfig -> FormatOwnKeys -> ParseConfig
+// yields the same settings (go-sql-driver/mysql's FuzzFormatDSN, for our keys).
+func FuzzParseConfig(f *testing.F) {
+	f.Add("iam=true aws_region=us-east-1 pool_max_conns=5 pool_max_conn_lifetime=30m")
+	f.Add("pin_check=off pool_max_conn_idle_time=1m30s pool_max_conn_lifetime_jitter=0s")
+	f.Add("pool_health_check_period=10s application_name='a b'")
+	f.Add("iam=maybe")
+	f.Add("pool_max_conns='7' aws_region=cn-north-1")
+	f.Fuzz(func(t *testing.T, extra string) {
+		dsn := "host=db.example.com user=app dbname=appdb sslmode=require password=" + secretPassword + " " + extra
+		cfg, err := rdsproxy.ParseConfig(dsn)
+		if err != nil {
+			if strings.Contains(err.Error(), secretPassword) {
+				t.Fatalf("error contains the password: %v", err)
+			}
+			return
+		}
+		again, err := rdsproxy.ParseConfig("host=db.example.com user=app dbname=appdb sslmode=require " + cfg.FormatOwnKeys())
+		if err != nil {
+			t.Fatalf("re-parsing %q: %v", cfg.FormatOwnKeys(), err)
+		}
+		if cfg.FormatOwnKeys() != again.FormatOwnKeys() || cfg.IAM != again.IAM || cfg.MaxConns != again.MaxConns ||
+			cfg.MaxConnLifetime != again.MaxConnLifetime || cfg.MaxConnLifetimeJitter != again.MaxConnLifetimeJitter ||
+			cfg.MaxConnIdleTime != again.MaxConnIdleTime || cfg.PinCheck != again.PinCheck || cfg.AWSRegion != again.AWSRegion ||
+			cfg.HealthCheckPeriod != again.HealthCheckPeriod {
+			t.Fatalf("round trip changed settings:\n  %s\n  %s", cfg.FormatOwnKeys(), again.FormatOwnKeys())
+		}
+		if strings.Contains(cfg.String(), secretPassword) {
+			t.Fatal("String contains the password")
+		}
+	})
+}

@@ -1,0 +1,118 @@
+package rdsproxy
+
+import (
+	"context"
+	"database/sql"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/stretchr/testify/require"
+
+	"github.com/rdsproxy/rdsproxy/internal/testdb"
+)
+
+// fakeClock is the injected clock for the pool policy: tests move time
+// forward instead of sleeping.
+type fakeClock struct {
+	mu  sync.Mutex
+	now time.Time
+}
+
+func (c *fakeClock) Now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.now }
+func (c *fakeClock) Advance(d time.Duration) {
+	c.mu.Lock()
+	c.now = c.now.Add(d)
+	c.mu.Unlock()
+}
+
+// openWithClock opens a *sql.DB through Open with the policy on a fake clock.
+func openWithClock(t *testing.T, kv ...string) (*sql.DB, *Connector, *fakeClock, *[]string) {
+	t.Helper()
+	dsn := testdb.WithParams(testdb.Require(t), append([]string{"application_name", testdb.AppName(t)}, kv...)...)
+	cfg, err := ParseConfig(dsn)
+	require.NoError(t, err)
+	c, err := newConnector(cfg, nil, true)
+	require.NoError(t, err)
+	clock := &fakeClock{now: time.Now()}
+	var mu sync.Mutex
+	var retired []string
+	c.policy.now = clock.Now
+	c.policy.onRetire = func(reason string) { mu.Lock(); retired = append(retired, reason); mu.Unlock() }
+	db := sql.OpenDB(c)
+	db.SetMaxOpenConns(int(cfg.MaxConns))
+	db.SetMaxIdleConns(int(cfg.MaxConns))
+	t.Cleanup(func() { db.Close() })
+	return db, c, clock, &retired
+}
+
+func backendPID(t *testing.T, db *sql.DB) int {
+	t.Helper()
+	var pid int
+	require.NoError(t, db.QueryRow("SELECT pg_backend_pid()").Scan(&pid))
+	return pid
+}
+
+func TestLifetimeRetiresConnection(t *testing.T) {
+	db, _, clock, retired := openWithClock(t, "pool_max_conns", "1",
+		"pool_max_conn_lifetime", "10m", "pool_max_conn_lifetime_jitter", "0s", "pool_max_conn_idle_time", "1h")
+	first := backendPID(t, db)
+	require.Equal(t, first, backendPID(t, db), "same connection before the lifetime")
+	clock.Advance(9 * time.Minute)
+	require.Equal(t, first, backendPID(t, db), "still within the lifetime")
+	clock.Advance(2 * time.Minute)
+	second := backendPID(t, db)
+	require.NotEqual(t, first, second, "the connection past its lifetime must be replaced")
+	require.Equal(t, []string{retireLifetime}, *retired)
+}
+
+func TestIdleTimeRetiresConnection(t *testing.T) {
+	db, _, clock, retired := openWithClock(t, "pool_max_conns", "1",
+		"pool_max_conn_lifetime", "1h", "pool_max_conn_idle_time", "2m")
+	first := backendPID(t, db)
+	clock.Advance(time.Minute)
+	require.Equal(t, first, backendPID(t, db), "used within the idle time")
+	clock.Advance(time.Minute + 30*time.Second)
+	require.Equal(t, first, backendPID(t, db), "activity resets the idle clock")
+	clock.Advance(3 * time.Minute)
+	require.NotEqual(t, first, backendPID(t, db), "idle too long: replaced")
+	require.Equal(t, []string{retireIdle}, *retired)
+}
+
+// TestRetirementThroughPgxpoolPath covers connections parked in pgxpool rather
+// than in database/sql's idle list (database/sql keeps none here).
+func TestRetirementThroughPgxpoolPath(t *testing.T) {
+	db, _, clock, retired := openWithClock(t, "pool_max_conns", "1",
+		"pool_max_conn_lifetime", "10m", "pool_max_conn_lifetime_jitter", "0s")
+	db.SetMaxIdleConns(0) // every return goes back to pgxpool
+	first := backendPID(t, db)
+	require.Equal(t, first, backendPID(t, db))
+	clock.Advance(11 * time.Minute)
+	require.NotEqual(t, first, backendPID(t, db))
+	require.Contains(t, *retired, retireLifetime)
+}
+
+func TestJitterSpreadsDeadlines(t *testing.T) {
+	p := &poolPolicy{lifetime: 30 * time.Minute, jitter: 5 * time.Minute, idle: time.Minute, now: func() time.Time { return time.Unix(1e9, 0) }}
+	db, _, _, _ := openWithClock(t, "pool_max_conns", "8")
+	ctx := context.Background()
+	// Real connections, fresh state from the policy under test each time.
+	conn, err := db.Conn(ctx)
+	require.NoError(t, err)
+	defer conn.Close()
+	deadlines := map[time.Time]bool{}
+	require.NoError(t, conn.Raw(func(dc any) error {
+		pc := dc.(interface{ Conn() *pgx.Conn }).Conn()
+		for range 200 {
+			p.afterConnect(pc)
+			d := stateOf(pc).deadline
+			base := time.Unix(1e9, 0).Add(30 * time.Minute)
+			require.False(t, d.Before(base), "deadline before lifetime")
+			require.True(t, d.Before(base.Add(5*time.Minute)), "deadline beyond lifetime+jitter")
+			deadlines[d] = true
+		}
+		return nil
+	}))
+	require.Greater(t, len(deadlines), 150, "jitter should give (nearly) every connection its own deadline")
+}
