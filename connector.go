@@ -27,6 +27,7 @@ type Connector struct {
 	pool   *pgxpool.Pool
 	std    driver.Connector // stdlib's connector over pool
 	policy *poolPolicy
+	iam    *iamState // nil unless iam=true
 	closed atomic.Bool
 }
 
@@ -108,7 +109,13 @@ func (c *Connector) Connect(ctx context.Context) (driver.Conn, error) {
 	if c.closed.Load() {
 		return nil, ErrClosed
 	}
-	conn, err := c.std.Connect(ctx)
+	var conn driver.Conn
+	var err error
+	if c.iam != nil {
+		conn, err = c.connectIAM(ctx)
+	} else {
+		conn, err = c.std.Connect(ctx)
+	}
 	if err != nil {
 		if c.closed.Load() {
 			return nil, ErrClosed

@@ -3,18 +3,275 @@
 package rdsproxy
 
 import (
+	"context"
+	"database/sql/driver"
 	"errors"
+	"fmt"
+	"os"
+	"sync"
+	"sync/atomic"
+	"time"
 
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/feature/rds/auth"
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/rdsproxy/rdsproxy/internal/iamauth"
 )
 
-// iamOptions holds the IAM settings given as options.
-type iamOptions struct{}
+// ErrIAMAuth is wrapped by the error returned when RDS Proxy rejects IAM
+// authentication even with a freshly signed token.
+var ErrIAMAuth = errors.New("rdsproxy: IAM authentication failed")
 
-// configureAuth installs the password source on the pool config.
+// TokenFunc returns the password for one new physical connection to
+// host:port as user. With [WithTokenFunc] it replaces AWS signing entirely:
+// for tests and for other token schemes. It is called on every dial, so it
+// should cache.
+type TokenFunc func(ctx context.Context, host string, port uint16, user string) (string, error)
+
+// TokenSourceOptions configures a [TokenSource].
+type TokenSourceOptions struct {
+	// Credentials sign the tokens. Default: the AWS SDK's default chain
+	// (config.LoadDefaultConfig), loaded at the first dial under that dial's
+	// context, so building a connector never touches the network.
+	Credentials aws.CredentialsProvider
+	// Margin is how much life a cached token, and the credentials that
+	// signed it, must still have to be reused. Default: 3 minutes.
+	Margin time.Duration
+	// Now is the clock, for tests. Default: time.Now.
+	Now func() time.Time
+}
+
+// TokenSource mints RDS IAM tokens with aws-sdk-go-v2 and caches them per
+// region, host, port and user. A token is reused while more than the margin
+// of its 15 minutes is left and its credentials do not expire within the
+// margin; concurrent misses share one signing. Each connector has its own
+// unless [WithTokenSource] shares one, as many *sql.DB values in one process
+// should.
+type TokenSource struct {
+	src      *iamauth.Source
+	signings atomic.Int64
+}
+
+// NewTokenSource returns a TokenSource. It does no I/O.
+func NewTokenSource(opts TokenSourceOptions) *TokenSource {
+	return newTokenSource(opts, func(ctx context.Context, endpoint, region, user string, creds aws.CredentialsProvider) (string, error) {
+		return auth.BuildAuthToken(ctx, endpoint, region, user, creds)
+	})
+}
+
+func newTokenSource(opts TokenSourceOptions, sign iamauth.SignFunc) *TokenSource {
+	ts := &TokenSource{}
+	ts.src = iamauth.NewSource(iamauth.Options{
+		Credentials: opts.Credentials,
+		Margin:      opts.Margin,
+		Now:         opts.Now,
+		Sign: func(ctx context.Context, endpoint, region, user string, creds aws.CredentialsProvider) (string, error) {
+			ts.signings.Add(1)
+			return sign(ctx, endpoint, region, user, creds)
+		},
+	})
+	return ts
+}
+
+// Signings returns how many tokens this source has signed.
+func (ts *TokenSource) Signings() int64 { return ts.signings.Load() }
+
+// String never shows a token.
+func (ts *TokenSource) String() string {
+	return fmt.Sprintf("rdsproxy.TokenSource{signings=%d}", ts.Signings())
+}
+
+// iamOptions holds the IAM settings given as options.
+type iamOptions struct {
+	source    *TokenSource
+	creds     aws.CredentialsProvider
+	awsRegion string // from WithAWSConfig
+	tokenFunc TokenFunc
+	set       string // name of the first IAM option given, for errors
+}
+
+func (o *iamOptions) note(name string) {
+	if o.set == "" {
+		o.set = name
+	}
+}
+
+// WithAWSConfig signs IAM tokens with cfg's credentials, and uses cfg.Region
+// when the DSN has no aws_region.
+func WithAWSConfig(cfg aws.Config) Option {
+	return func(c *Config) error {
+		if cfg.Credentials == nil {
+			return &ConfigError{Key: "WithAWSConfig", Value: "aws.Config without Credentials", Accepted: "an aws.Config from config.LoadDefaultConfig or with Credentials set"}
+		}
+		c.iamOpts.creds, c.iamOpts.awsRegion = cfg.Credentials, cfg.Region
+		c.iamOpts.note("WithAWSConfig")
+		return nil
+	}
+}
+
+// WithCredentialsProvider signs IAM tokens with p instead of the default chain.
+func WithCredentialsProvider(p aws.CredentialsProvider) Option {
+	return func(c *Config) error {
+		if p == nil {
+			return &ConfigError{Key: "WithCredentialsProvider", Value: "nil", Accepted: "a non-nil aws.CredentialsProvider"}
+		}
+		c.iamOpts.creds = p
+		c.iamOpts.note("WithCredentialsProvider")
+		return nil
+	}
+}
+
+// WithTokenSource shares ts (its cache and credentials) with other connectors.
+func WithTokenSource(ts *TokenSource) Option {
+	return func(c *Config) error {
+		if ts == nil {
+			return &ConfigError{Key: "WithTokenSource", Value: "nil", Accepted: "a *TokenSource from NewTokenSource"}
+		}
+		c.iamOpts.source = ts
+		c.iamOpts.note("WithTokenSource")
+		return nil
+	}
+}
+
+// WithTokenFunc sets every new connection's password from f instead of AWS
+// signing. It does not need iam=true.
+func WithTokenFunc(f TokenFunc) Option {
+	return func(c *Config) error {
+		if f == nil {
+			return &ConfigError{Key: "WithTokenFunc", Value: "nil", Accepted: "a non-nil TokenFunc"}
+		}
+		c.iamOpts.tokenFunc = f
+		return nil
+	}
+}
+
+// resolveRegion finds the signing region: the aws_region key, then
+// WithAWSConfig's region, then AWS_REGION, AWS_DEFAULT_REGION, and last the
+// region in an RDS host name.
+func (c *Config) resolveRegion() (string, error) {
+	for _, r := range []string{c.AWSRegion, c.iamOpts.awsRegion, os.Getenv("AWS_REGION"), os.Getenv("AWS_DEFAULT_REGION")} {
+		if r != "" {
+			if !regionPattern.MatchString(r) {
+				return "", &ConfigError{Key: keyAWSRegion, Value: r, Accepted: acceptedRegion}
+			}
+			return r, nil
+		}
+	}
+	if r, ok := iamauth.RegionFromHost(c.ConnConfig.Host); ok {
+		return r, nil
+	}
+	return "", ErrNoRegion
+}
+
+// dialRecord tells Connect which token a dial used, so that an
+// authentication failure with a cached token (revoked, or signed with since
+// revoked credentials) can be retried once with a fresh one. It travels in
+// the context: pgxpool passes the acquiring context's values to BeforeConnect
+// even when the dial finishes in the background.
+type dialRecord struct {
+	mu       sync.Mutex
+	used     bool
+	cached   bool
+	signedAt time.Time
+}
+
+type dialRecordKey struct{}
+
+func (r *dialRecord) set(tok iamauth.Token) {
+	r.mu.Lock()
+	r.used, r.cached, r.signedAt = true, tok.Cached, tok.SignedAt
+	r.mu.Unlock()
+}
+
+func (r *dialRecord) get() (used, cached bool, signedAt time.Time) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.used, r.cached, r.signedAt
+}
+
+// iamState is a connector's IAM wiring.
+type iamState struct {
+	tokens *TokenSource
+	key    iamauth.Key
+}
+
+// configureAuth validates the IAM settings and installs the password hook.
 func (c *Connector) configureAuth(pc *pgxpool.Config) error {
-	if c.cfg.IAM {
-		return errors.New("rdsproxy: iam=true is not available in this build yet")
+	cfg := c.cfg
+	o := &cfg.iamOpts
+	if !cfg.IAM && o.set != "" {
+		return &ConfigError{Key: o.set, Value: "set without iam=true", Accepted: "add iam=true to the DSN, or remove " + o.set}
+	}
+	if o.tokenFunc != nil {
+		f := o.tokenFunc
+		pc.BeforeConnect = func(ctx context.Context, cc *pgx.ConnConfig) error {
+			pw, err := f(ctx, cc.Host, cc.Port, cc.User)
+			if err != nil {
+				return fmt.Errorf("rdsproxy: token function: %w", err)
+			}
+			cc.Password = pw
+			return nil
+		}
+		return nil
+	}
+	if !cfg.IAM {
+		return nil
+	}
+	if len(cfg.ConnConfig.Fallbacks) > 0 {
+		return &ConfigError{Key: "host", Value: fmt.Sprintf("%d hosts", len(cfg.ConnConfig.Fallbacks)+1),
+			Accepted: "one host with iam=true: a token is signed for one host:port (the proxy endpoint)"}
+	}
+	region, err := cfg.resolveRegion()
+	if err != nil {
+		return err
+	}
+	cfg.AWSRegion = region
+	ts := o.source
+	if ts == nil {
+		ts = NewTokenSource(TokenSourceOptions{Credentials: o.creds})
+	}
+	cc := cfg.ConnConfig
+	c.iam = &iamState{tokens: ts, key: iamauth.Key{Region: region, Host: cc.Host, Port: cc.Port, User: cc.User}}
+	key := c.iam.key
+	pc.BeforeConnect = func(ctx context.Context, cc *pgx.ConnConfig) error {
+		tok, err := ts.src.Token(ctx, key)
+		if err != nil {
+			return err // iamauth's errors name the step and never the secret
+		}
+		if rec, ok := ctx.Value(dialRecordKey{}).(*dialRecord); ok {
+			rec.set(tok)
+		}
+		cc.Password = tok.Value
+		return nil
 	}
 	return nil
+}
+
+// connectIAM is Connect for iam=true: one retry with a fresh token when the
+// proxy rejects a cached one, and an actionable error when a fresh one fails.
+func (c *Connector) connectIAM(ctx context.Context) (driver.Conn, error) {
+	rec := &dialRecord{}
+	conn, err := c.std.Connect(context.WithValue(ctx, dialRecordKey{}, rec))
+	if err == nil || !iamauth.IsAuthFailure(err) {
+		return conn, err
+	}
+	if used, cached, signedAt := rec.get(); used && cached {
+		c.iam.tokens.src.Invalidate(c.iam.key, signedAt)
+		rec = &dialRecord{}
+		conn, err = c.std.Connect(context.WithValue(ctx, dialRecordKey{}, rec))
+		if err == nil || !iamauth.IsAuthFailure(err) {
+			return conn, err
+		}
+	}
+	return nil, c.iamAuthError(err)
+}
+
+func (c *Connector) iamAuthError(err error) error {
+	k := c.iam.key
+	return fmt.Errorf("%w for user %q at %s (region %s) with a freshly signed token; check that the IAM policy of "+
+		"the calling role allows rds-db:connect on arn:aws:rds-db:%s:<account-id>:dbuser:prx-<proxy-resource-id>/%s, "+
+		"that %q is a user the proxy's Secrets Manager secrets know, that the region and host name are the proxy's, "+
+		"and that this machine's clock is correct: %w", ErrIAMAuth, k.User, k.Endpoint(), k.Region, k.Region, k.User, k.User, err)
 }

@@ -95,13 +95,18 @@ func WithParams(dsn string, kv ...string) string {
 	return u.String()
 }
 
+// Prefix is AppNamePrefix plus this process's id: the leak check must not
+// count connections of test binaries running beside this one (go test runs
+// packages in parallel).
+func Prefix() string { return fmt.Sprintf("%s_%d", AppNamePrefix, os.Getpid()) }
+
 // AppName returns a unique application_name for one test.
 func AppName(tb testing.TB) string {
 	name := strings.NewReplacer("/", "_", " ", "_").Replace(tb.Name())
 	if len(name) > 40 {
 		name = name[:40]
 	}
-	return fmt.Sprintf("%s_%s_%d", AppNamePrefix, name, time.Now().UnixNano()%1e6)
+	return fmt.Sprintf("%s_%s_%d", Prefix(), name, time.Now().UnixNano()%1e6)
 }
 
 // Admin opens a direct pgx connection to the test database for assertions.
@@ -127,15 +132,15 @@ func CountConns(tb testing.TB, admin *pgx.Conn, app string) int {
 	return n
 }
 
-// LeakedConns returns the connections left open by tests (application_name
-// starting with AppNamePrefix), for TestMain's leak check.
+// LeakedConns returns the connections this process's tests left open
+// (application_name starting with Prefix()), for TestMain's leak check.
 func LeakedConns(ctx context.Context) ([]string, error) {
 	conn, err := pgx.Connect(ctx, URL())
 	if err != nil {
 		return nil, err
 	}
 	defer conn.Close(ctx)
-	rows, err := conn.Query(ctx, "SELECT application_name || ' (pid ' || pid || ')' FROM pg_stat_activity WHERE application_name LIKE $1 || '%'", AppNamePrefix)
+	rows, err := conn.Query(ctx, "SELECT application_name || ' (pid ' || pid || ')' FROM pg_stat_activity WHERE application_name LIKE $1 || '%'", Prefix())
 	if err != nil {
 		return nil, err
 	}

@@ -1,0 +1,338 @@
+package rdsproxy_test
+
+import (
+	"bytes"
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	v4 "github.com/aws/aws-sdk-go-v2/aws/signer/v4"
+	"github.com/aws/aws-sdk-go-v2/credentials"
+	"github.com/stretchr/testify/require"
+
+	"github.com/rdsproxy/rdsproxy"
+	"github.com/rdsproxy/rdsproxy/internal/proxyemu"
+	"github.com/rdsproxy/rdsproxy/internal/testdb"
+)
+
+const (
+	testRegion    = "us-east-1"
+	testAccessKey = "AKIDRDSPROXYTEST01"
+	testSecretKey = "wJalrXUtnFEMI/K7MDENG+bPxRfiCYRDSPROXYSECRET"
+)
+
+var testCreds = credentials.NewStaticCredentialsProvider(testAccessKey, testSecretKey, "")
+
+// clock is a shared fake clock for the emulator and the token source.
+type clock struct {
+	mu  sync.Mutex
+	now time.Time
+}
+
+func newClock() *clock { return &clock{now: time.Now()} }
+func (c *clock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.now
+}
+func (c *clock) Advance(d time.Duration) { c.mu.Lock(); c.now = c.now.Add(d); c.mu.Unlock() }
+
+// secretsLog collects every error and log line of a test so it can be
+// searched for secrets at the end.
+type secretsLog struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (s *secretsLog) add(v ...any) {
+	s.mu.Lock()
+	fmt.Fprintln(&s.buf, v...)
+	s.mu.Unlock()
+}
+func (s *secretsLog) Write(p []byte) (int, error) { s.mu.Lock(); defer s.mu.Unlock(); return s.buf.Write(p) }
+
+// assertNoSecrets fails if anything collected contains a token or a key.
+func (s *secretsLog) assertNoSecrets(t *testing.T) {
+	t.Helper()
+	s.mu.Lock()
+	text := s.buf.String()
+	s.mu.Unlock()
+	for _, secret := range []string{testSecretKey, testSecretKey[:16], "X-Amz-Signature", "X-Amz-Credential", "Action=connect", testAccessKey} {
+		require.NotContains(t, text, secret, "a secret leaked into errors or logs")
+	}
+}
+
+// emulator starts the RDS Proxy emulator in front of backend (host:port).
+func emulator(t *testing.T, backend string, clk *clock) (*proxyemu.Proxy, string) {
+	t.Helper()
+	cfg := proxyemu.Config{Region: testRegion, Credentials: testCreds, Backend: backend}
+	if clk != nil {
+		cfg.Now = clk.Now
+	}
+	p, err := proxyemu.Start(cfg)
+	require.NoError(t, err)
+	t.Cleanup(func() { p.Close() })
+	ca := filepath.Join(t.TempDir(), "proxy-ca.pem")
+	require.NoError(t, os.WriteFile(ca, p.CAPEM(), 0o600))
+	dsn := fmt.Sprintf("postgres://postgres@%s/postgres?iam=true&aws_region=%s&sslmode=verify-full&sslrootcert=%s&application_name=%s",
+		p.Addr(), testRegion, url.QueryEscape(ca), testdb.Prefix()+"_iam")
+	return p, dsn
+}
+
+func pgBackend(t *testing.T) string {
+	u, err := url.Parse(testdb.Require(t))
+	require.NoError(t, err)
+	port := u.Port()
+	if port == "" {
+		port = "5432"
+	}
+	return net.JoinHostPort(u.Hostname(), port)
+}
+
+func queryOne(db *sql.DB) error {
+	var n int
+	if err := db.QueryRow("SELECT $1::int", 7).Scan(&n); err != nil {
+		return err
+	}
+	if n != 7 {
+		return fmt.Errorf("got %d", n)
+	}
+	return nil
+}
+
+// signAt signs exactly the request auth.BuildAuthToken signs, with the SDK's
+// own v4 signer, but at the fake clock's time (BuildAuthToken always uses
+// time.Now, so a simulated 16-minute run needs this).
+func signAt(clk *clock) func(ctx context.Context, endpoint, region, user string, creds aws.CredentialsProvider) (string, error) {
+	return func(ctx context.Context, endpoint, region, user string, creds aws.CredentialsProvider) (string, error) {
+		req, err := http.NewRequest("GET", "https://"+endpoint, nil)
+		if err != nil {
+			return "", err
+		}
+		q := req.URL.Query()
+		q.Set("Action", "connect")
+		q.Set("DBUser", user)
+		q.Set("X-Amz-Expires", "900")
+		req.URL.RawQuery = q.Encode()
+		c, err := creds.Retrieve(ctx)
+		if err != nil {
+			return "", err
+		}
+		const emptyPayloadHash = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+		uri, _, err := v4.NewSigner().PresignHTTP(ctx, c, req, emptyPayloadHash, "rds-db", region, clk.Now().UTC())
+		return strings.TrimPrefix(uri, "https://"), err
+	}
+}
+
+func TestIAMConnectAndQuery(t *testing.T) {
+	p, dsn := emulator(t, pgBackend(t), nil)
+	ts := rdsproxy.NewTokenSource(rdsproxy.TokenSourceOptions{Credentials: testCreds})
+	db, err := rdsproxy.Open(dsn, rdsproxy.WithTokenSource(ts))
+	require.NoError(t, err)
+	defer db.Close()
+	require.NoError(t, queryOne(db))
+	require.EqualValues(t, 1, p.Authentications())
+	require.EqualValues(t, 1, ts.Signings())
+	require.NotContains(t, ts.String(), "X-Amz")
+}
+
+// TestIAMSixteenMinuteRun: with the clock moved past the token's 15 minutes,
+// new connections keep authenticating, because each dial gets a valid token.
+func TestIAMSixteenMinuteRun(t *testing.T) {
+	clk := newClock()
+	p, dsn := emulator(t, pgBackend(t), clk)
+	ts := rdsproxy.NewTokenSourceWithSigner(rdsproxy.TokenSourceOptions{Credentials: testCreds, Now: clk.Now}, signAt(clk))
+	for minute := 0; minute <= 16; minute++ {
+		db, err := rdsproxy.Open(dsn, rdsproxy.WithTokenSource(ts))
+		require.NoError(t, err)
+		require.NoError(t, queryOne(db), "new connection at minute %d", minute)
+		db.Close()
+		clk.Advance(time.Minute)
+	}
+	require.EqualValues(t, 17, p.Authentications())
+	require.Zero(t, p.Rejections(), "no dial may present an expired token: last rejection %q", p.LastRejectReason())
+	// 17 minutes with a 3-minute margin: a token is reused for 12 minutes, so 2 signings.
+	require.EqualValues(t, 2, ts.Signings())
+}
+
+// TestIAMStormSharesOneSigning: 500 *sql.DB values (Lambda environments in
+// one process) dial at once through the emulator to PgBouncer.
+func TestIAMStormSharesOneSigning(t *testing.T) {
+	bouncer := pgbouncerURL(t)
+	u, _ := url.Parse(bouncer)
+	p, dsn := emulator(t, u.Host, nil)
+	ts := rdsproxy.NewTokenSource(rdsproxy.TokenSourceOptions{Credentials: testCreds})
+	const envs = 500
+	var wg sync.WaitGroup
+	var failures atomic.Int64
+	var first atomic.Value
+	start := make(chan struct{})
+	for range envs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			db, err := rdsproxy.Open(dsn, rdsproxy.WithTokenSource(ts))
+			if err == nil {
+				<-start
+				err = queryOne(db)
+				db.Close()
+			}
+			if err != nil && failures.Add(1) == 1 {
+				first.Store(err)
+			}
+		}()
+	}
+	close(start)
+	wg.Wait()
+	require.Zero(t, failures.Load(), "first failure: %v", first.Load())
+	require.EqualValues(t, envs, p.Authentications())
+	require.EqualValues(t, 1, ts.Signings(), "500 concurrent dials must share one signing")
+	require.Equal(t, 1, p.DistinctTokens())
+}
+
+// expiringCreds returns credentials that expire at a time the test controls.
+type expiringCreds struct {
+	clk       *clock
+	lifetime  time.Duration
+	retrieved atomic.Int64
+}
+
+func (e *expiringCreds) Retrieve(context.Context) (aws.Credentials, error) {
+	e.retrieved.Add(1)
+	return aws.Credentials{AccessKeyID: testAccessKey, SecretAccessKey: testSecretKey, CanExpire: true,
+		Expires: e.clk.Now().Add(e.lifetime), Source: "test"}, nil
+}
+
+// TestIAMExpiringCredentialsForceEarlierResign: a token still has minutes
+// left, but the credentials that signed it expire within the margin, so the
+// next dial signs again (aws-sdk-go-v2 issue 2724).
+func TestIAMExpiringCredentialsForceEarlierResign(t *testing.T) {
+	clk := newClock()
+	_, dsn := emulator(t, pgBackend(t), clk)
+	creds := &expiringCreds{clk: clk, lifetime: 6 * time.Minute}
+	ts := rdsproxy.NewTokenSourceWithSigner(rdsproxy.TokenSourceOptions{Credentials: creds, Now: clk.Now}, signAt(clk))
+	dial := func() {
+		db, err := rdsproxy.Open(dsn, rdsproxy.WithTokenSource(ts))
+		require.NoError(t, err)
+		require.NoError(t, queryOne(db))
+		db.Close()
+	}
+	dial()
+	require.EqualValues(t, 1, ts.Signings())
+	clk.Advance(2 * time.Minute) // token: 13 min left; credentials: 4 min left
+	dial()
+	require.EqualValues(t, 1, ts.Signings(), "both still outside the 3-minute margin")
+	clk.Advance(2 * time.Minute) // token: 11 min left; credentials: 2 min left
+	dial()
+	require.EqualValues(t, 2, ts.Signings(), "credentials expiring within the margin force a new signing")
+	require.GreaterOrEqual(t, creds.retrieved.Load(), int64(2), "fresh credentials were retrieved")
+}
+
+// TestIAMRevokedTokenRetriedOnce: the proxy rejects a cached token once; the
+// driver drops it, signs a new one and the caller sees no error.
+func TestIAMRevokedTokenRetriedOnce(t *testing.T) {
+	p, dsn := emulator(t, pgBackend(t), nil)
+	ts := rdsproxy.NewTokenSource(rdsproxy.TokenSourceOptions{Credentials: testCreds})
+	db, err := rdsproxy.Open(dsn, rdsproxy.WithTokenSource(ts))
+	require.NoError(t, err)
+	require.NoError(t, queryOne(db))
+	db.Close()
+	require.EqualValues(t, 1, ts.Signings())
+
+	p.RejectNextAuth(1)
+	time.Sleep(1100 * time.Millisecond) // X-Amz-Date has 1 s resolution: a re-sign must differ from the revoked token
+	db, err = rdsproxy.Open(dsn, rdsproxy.WithTokenSource(ts))
+	require.NoError(t, err)
+	defer db.Close()
+	require.NoError(t, queryOne(db), "the retry with a fresh token must succeed")
+	require.EqualValues(t, 1, p.Rejections())
+	require.EqualValues(t, 2, ts.Signings())
+}
+
+// TestIAMClearErrors: wrong region, wrong user, persistent rejection; each
+// error says what to check and carries no secret.
+func TestIAMClearErrors(t *testing.T) {
+	logs := &secretsLog{}
+	p, dsn := emulator(t, pgBackend(t), nil)
+	check := func(name, dsn string, wantIs error, wantText ...string) {
+		t.Run(name, func(t *testing.T) {
+			db, err := rdsproxy.Open(dsn, rdsproxy.WithCredentialsProvider(testCreds),
+				rdsproxy.WithLogger(slog.New(slog.NewTextHandler(logs, nil))))
+			require.NoError(t, err)
+			defer db.Close()
+			err = queryOne(db)
+			require.Error(t, err)
+			logs.add(err)
+			logs.add(fmt.Sprintf("%+v %#v", err, err))
+			require.True(t, errors.Is(err, wantIs), "got %v", err)
+			for _, w := range wantText {
+				require.Contains(t, err.Error(), w)
+			}
+		})
+	}
+	check("wrong region", strings.Replace(dsn, "aws_region="+testRegion, "aws_region=eu-west-1", 1),
+		rdsproxy.ErrIAMAuth, "rds-db:connect", "eu-west-1", "clock")
+	check("wrong user", strings.Replace(dsn, "postgres://postgres@", "postgres://someone_else@", 1),
+		rdsproxy.ErrIAMAuth, "someone_else", "rds-db:connect")
+	p.RejectNextAuth(1000)
+	check("always rejected", dsn, rdsproxy.ErrIAMAuth, "dbuser:prx-")
+	p.RejectNextAuth(-1000)
+	logs.assertNoSecrets(t)
+}
+
+func TestIAMRefusedBeforeDialing(t *testing.T) {
+	// sslmode=disable with iam=true: refused by Open, before any dial.
+	_, err := rdsproxy.Open("postgres://app@my-proxy.proxy-abc.us-east-1.rds.amazonaws.com:5432/appdb?iam=true&sslmode=disable")
+	require.ErrorIs(t, err, rdsproxy.ErrInsecureIAM)
+	_, err = rdsproxy.NewConnector("postgres://app@my-proxy.proxy-abc.us-east-1.rds.amazonaws.com:5432/appdb?iam=true&sslmode=prefer")
+	require.ErrorIs(t, err, rdsproxy.ErrInsecureIAM)
+
+	// No region anywhere: refused by NewConnector, not at the first query.
+	t.Setenv("AWS_REGION", "")
+	t.Setenv("AWS_DEFAULT_REGION", "")
+	_, err = rdsproxy.NewConnector("postgres://app@db.internal.example:5432/appdb?iam=true")
+	require.ErrorIs(t, err, rdsproxy.ErrNoRegion)
+
+	// The region comes from the proxy host name; from AWS_REGION before that.
+	c, err := rdsproxy.NewConnector("postgres://app@my-proxy.proxy-abc123.eu-central-2.rds.amazonaws.com:5432/appdb?iam=true")
+	require.NoError(t, err)
+	require.Equal(t, "eu-central-2", c.Config().AWSRegion)
+	c.Close()
+	t.Setenv("AWS_REGION", "ap-southeast-3")
+	c, err = rdsproxy.NewConnector("postgres://app@my-proxy.proxy-abc123.eu-central-2.rds.amazonaws.com:5432/appdb?iam=true")
+	require.NoError(t, err)
+	require.Equal(t, "ap-southeast-3", c.Config().AWSRegion)
+	c.Close()
+
+	// IAM options without iam=true are a mistake worth reporting.
+	_, err = rdsproxy.NewConnector("postgres://app@h/db?sslmode=disable", rdsproxy.WithCredentialsProvider(testCreds))
+	require.ErrorIs(t, err, rdsproxy.ErrConfig)
+	require.Contains(t, err.Error(), "iam=true")
+}
+
+func TestTokenFuncSetsPassword(t *testing.T) {
+	dsn := testdb.Require(t)
+	var calls atomic.Int64
+	db, err := rdsproxy.Open(testdb.WithParams(dsn, "application_name", testdb.AppName(t)),
+		rdsproxy.WithTokenFunc(func(ctx context.Context, host string, port uint16, user string) (string, error) {
+			calls.Add(1)
+			return "ignored-by-trust-auth", nil
+		}))
+	require.NoError(t, err)
+	defer db.Close()
+	require.NoError(t, queryOne(db))
+	require.EqualValues(t, 1, calls.Load())
+}
