@@ -216,9 +216,6 @@ func scanDollarQuote(src string, i int) (int, bool) {
 	return len(src), true
 }
 
-// value returns the token's identifier text (without quotes).
-func (t token) value(src string) string { return src[t.vs:t.ve] }
-
 // is reports whether t is the keyword or unquoted identifier kw (lower-case
 // ASCII). PostgreSQL folds only ASCII letters of unquoted identifiers, so
 // strings.EqualFold (which folds 'ſ' to 's') would be wrong here.
