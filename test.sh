@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# The project's test command (README "Run the tests"): formatting, vet,
+# staticcheck, the race-enabled tests of both modules, the CGO_ENABLED=0
+# build and pinning tests, and bounded fuzzing of the parsers.
+set -euo pipefail
+cd "$(dirname "$0")"
+export PATH="/usr/local/go/bin:${GOBIN:-$HOME/go/bin}:$PATH"
+
+unformatted=$(gofmt -l $(git ls-files '*.go' 2>/dev/null || find . -name '*.go'))
+if [ -n "$unformatted" ]; then echo "gofmt needed:"; echo "$unformatted"; exit 1; fi
+
+go vet ./...
+if command -v staticcheck >/dev/null 2>&1; then staticcheck ./...; else echo "staticcheck not installed: skipped (CI installs it)"; fi
+go test -race -count=1 ./...
+CGO_ENABLED=0 go build ./...
+CGO_ENABLED=0 go vet ./...
+CGO_ENABLED=0 go test -count=1 ./internal/pinning/
+CGO_ENABLED=0 go test -count=1 -run 'Pin|Analyze|ParseConfig' .
+
+# Bounded fuzzing with the committed corpora.
+go test -run '^$' -fuzz '^FuzzParseConfig$' -fuzztime "${FUZZTIME:-20s}" .
+go test -run '^$' -fuzz '^FuzzAnalyze$' -fuzztime "${FUZZTIME:-20s}" ./internal/pinning/
+
+# The examples module: build and run its tests (the quickstart among them).
+(cd examples && go vet ./... && go test -race -count=1 ./...)
