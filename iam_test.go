@@ -85,14 +85,22 @@ func emulator(t *testing.T, backend string, clk *clock) (*proxyemu.Proxy, string
 	p, err := proxyemu.Start(cfg)
 	require.NoError(t, err)
 	t.Cleanup(func() { p.Close() })
-	ca := filepath.Join(t.TempDir(), "proxy-ca.pem")
-	require.NoError(t, os.WriteFile(ca, p.CAPEM(), 0o600))
-	dsn := fmt.Sprintf("postgres://postgres@%s/postgres?iam=true&aws_region=%s&sslmode=verify-full&sslrootcert=%s&application_name=%s",
-		p.Addr(), testRegion, url.QueryEscape(ca), testdb.Prefix()+"_iam")
-	return p, dsn
+	return p, emulatorDSN(t, p)
 }
 
-func pgBackend(t *testing.T) string {
+// emulatorDSN is an iam=true DSN for the emulator, verifying its test CA.
+func emulatorDSN(tb testing.TB, p *proxyemu.Proxy) string {
+	ca := filepath.Join(tb.TempDir(), "proxy-ca.pem")
+	if err := os.WriteFile(ca, p.CAPEM(), 0o600); err != nil {
+		tb.Fatal(err)
+	}
+	return fmt.Sprintf("postgres://postgres@%s/postgres?iam=true&aws_region=%s&sslmode=verify-full&sslrootcert=%s&application_name=%s",
+		p.Addr(), testRegion, url.QueryEscape(ca), testdb.Prefix()+"_iam")
+}
+
+func pgBackend(t *testing.T) string { return pgBackendB(t) }
+
+func pgBackendB(t testing.TB) string {
 	u, err := url.Parse(testdb.Require(t))
 	require.NoError(t, err)
 	port := u.Port()
