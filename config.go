@@ -76,6 +76,11 @@ type Config struct {
 	// Logger receives the driver's warnings (pinning). Default: slog.Default().
 	Logger *slog.Logger
 
+	// PinHandler, if set, is called once per distinct statement that pins the
+	// proxy session (pin_check=warn only). Set it with [WithPinHandler].
+	// Default: none.
+	PinHandler func(PinEvent)
+
 	// Tracer is the caller's own pgx tracer, if any; rdsproxy chains it with its
 	// own. Default: none.
 	Tracer pgx.QueryTracer

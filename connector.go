@@ -27,7 +27,8 @@ type Connector struct {
 	pool   *pgxpool.Pool
 	std    driver.Connector // stdlib's connector over pool
 	policy *poolPolicy
-	iam    *iamState // nil unless iam=true
+	iam    *iamState   // nil unless iam=true
+	pins   *pinChecker // nil unless pin_check=warn
 	closed atomic.Bool
 }
 
@@ -142,5 +143,8 @@ func (c *Connector) Close() error {
 		return nil
 	}
 	c.pool.Close()
+	if c.pins != nil {
+		c.pins.flush()
+	}
 	return nil
 }

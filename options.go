@@ -85,3 +85,23 @@ func WithTracer(t pgx.QueryTracer) Option {
 		return nil
 	}
 }
+
+// WithPinHandler registers h to be called once per distinct statement that
+// pins the RDS Proxy session, with the same deduplication as the warning log
+// but without its rate limit: every distinct pinning statement reaches h.
+// Tests use it to fail on pinning. It has no effect with pin_check=off.
+//
+// h runs on a background goroutine, one event at a time and in the order the
+// statements were first seen, so a slow h never holds up a query; it must be
+// safe to call while queries run (it may call t.Errorf, not t.Fatal). Events
+// carry fingerprints, never parameter values or literals. If more than 1024
+// events wait for a slow h, further ones are dropped.
+func WithPinHandler(h func(PinEvent)) Option {
+	return func(c *Config) error {
+		if h == nil {
+			return &ConfigError{Key: "WithPinHandler", Value: "nil", Accepted: "a non-nil func(rdsproxy.PinEvent)"}
+		}
+		c.PinHandler = h
+		return nil
+	}
+}

@@ -16,13 +16,29 @@ type tracer struct {
 	c *Connector
 }
 
+// pinTracer is tracer plus the runtime pinning check (pin_check=warn). It is a
+// separate type so that with pin_check=off pgx does not even call the batch
+// and prepare hooks: the check then costs nothing at all.
+type pinTracer struct {
+	tracer
+	pins *pinChecker
+}
+
 var (
-	_ pgx.QueryTracer = (*tracer)(nil)
+	_ pgx.QueryTracer   = (*tracer)(nil)
+	_ pgx.QueryTracer   = (*pinTracer)(nil)
+	_ pgx.BatchTracer   = (*pinTracer)(nil)
+	_ pgx.PrepareTracer = (*pinTracer)(nil)
 )
 
 // newTracer returns rdsproxy's tracer chained with the user's, if any.
+// multitracer calls every interface each of them implements.
 func newTracer(c *Connector, user pgx.QueryTracer) pgx.QueryTracer {
-	t := &tracer{c: c}
+	var t pgx.QueryTracer = &tracer{c: c}
+	if c.cfg.PinCheck == PinCheckWarn {
+		c.pins = newPinChecker(c.cfg.Logger, c.cfg.PinHandler)
+		t = &pinTracer{tracer: tracer{c: c}, pins: c.pins}
+	}
 	if user == nil {
 		return t
 	}
@@ -36,3 +52,33 @@ func (t *tracer) TraceQueryStart(ctx context.Context, _ *pgx.Conn, _ pgx.TraceQu
 func (t *tracer) TraceQueryEnd(_ context.Context, conn *pgx.Conn, _ pgx.TraceQueryEndData) {
 	t.c.policy.touch(conn)
 }
+
+// TraceQueryStart checks the statement before it is sent. data.Args are never
+// looked at: parameter values must not reach a log.
+func (t *pinTracer) TraceQueryStart(ctx context.Context, _ *pgx.Conn, data pgx.TraceQueryStartData) context.Context {
+	t.pins.check(data.SQL, pinKindQuery)
+	return ctx
+}
+
+func (t *pinTracer) TraceBatchStart(ctx context.Context, _ *pgx.Conn, _ pgx.TraceBatchStartData) context.Context {
+	return ctx
+}
+
+// TraceBatchQuery checks each statement of a batch as its result is read.
+func (t *pinTracer) TraceBatchQuery(_ context.Context, _ *pgx.Conn, data pgx.TraceBatchQueryData) {
+	t.pins.check(data.SQL, pinKindBatch)
+}
+
+func (t *pinTracer) TraceBatchEnd(_ context.Context, _ *pgx.Conn, _ pgx.TraceBatchEndData) {}
+
+// TracePrepareStart reports named prepares. An unnamed one ("") is pgx
+// describing a statement it is about to run through Query or Exec, which
+// TraceQueryStart already checks.
+func (t *pinTracer) TracePrepareStart(ctx context.Context, _ *pgx.Conn, data pgx.TracePrepareStartData) context.Context {
+	if data.Name != "" {
+		t.pins.check(data.SQL, pinKindPrepare)
+	}
+	return ctx
+}
+
+func (t *pinTracer) TracePrepareEnd(_ context.Context, _ *pgx.Conn, _ pgx.TracePrepareEndData) {}
