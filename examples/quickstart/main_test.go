@@ -1,0 +1,48 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+)
+
+func TestQuickstart(t *testing.T) {
+	dsn := os.Getenv("DATABASE_URL")
+	if dsn == "" {
+		dsn = defaultDatabaseURL
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if c, err := pgx.Connect(ctx, dsn); err != nil {
+		if os.Getenv("CI") == "true" {
+			t.Fatalf("CI=true but PostgreSQL is not reachable (DATABASE_URL or %s): %v", defaultDatabaseURL, err)
+		}
+		t.Skipf("skipping: PostgreSQL is not reachable (set DATABASE_URL): %v", err)
+	} else {
+		c.Close(ctx)
+	}
+	var out bytes.Buffer
+	if err := run(ctx, dsn, &out); err != nil {
+		t.Fatal(err)
+	}
+	text := out.String()
+	for _, want := range []string{
+		"connected to PostgreSQL",
+		"3 + 10 = 13",
+		"pins=true reasons=[session_setting]",
+		"pool: max_open=5",
+	} {
+		if !strings.Contains(text, want) {
+			t.Errorf("output lacks %q:\n%s", want, text)
+		}
+	}
+	// One warning per distinct pinning statement, though each ran twice.
+	if n := strings.Count(text, "level=WARN"); n != 2 {
+		t.Errorf("want 2 pinning warnings, got %d:\n%s", n, text)
+	}
+}
