@@ -120,6 +120,14 @@ PostgreSQL and checks the session state it leaves):
     their SET clauses, ALTER ROLE/DATABASE ... SET.
   - a multi-statement string pins if any statement in it pins.
 
+At run time (pin_check=warn, the default) rdsproxy's pgx tracer checks every
+statement: queries, Exec, statements in transactions, batches and named
+prepares. The first time a distinct statement (by fingerprint, literals
+replaced by ?) would pin, it logs one warning with the reasons and a remedy,
+rate-limited to 10 a minute per connector, and calls the [WithPinHandler]
+handler, without a rate limit. Verdicts are cached per statement text, so the
+check is a map lookup on the hot path. Parameter values are never read.
+
 The analyzer uses pg_query_go (the PostgreSQL 17 parser) behind a pure-Go
 lexical prefilter, so ordinary statements never reach the parser. Built with
 CGO_ENABLED=0 (common for Lambda), the lexical classifier decides alone; both
