@@ -62,7 +62,11 @@ func (s *secretsLog) add(v ...any) {
 	fmt.Fprintln(&s.buf, v...)
 	s.mu.Unlock()
 }
-func (s *secretsLog) Write(p []byte) (int, error) { s.mu.Lock(); defer s.mu.Unlock(); return s.buf.Write(p) }
+func (s *secretsLog) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.buf.Write(p)
+}
 
 // assertNoSecrets fails if anything collected contains a token or a key.
 func (s *secretsLog) assertNoSecrets(t *testing.T) {
