@@ -5,11 +5,29 @@ import (
 	"context"
 	"os"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/jackc/pgx/v5"
 )
+
+type lockedBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *lockedBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *lockedBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
 
 func TestQuickstart(t *testing.T) {
 	dsn := os.Getenv("DATABASE_URL")
@@ -26,7 +44,9 @@ func TestQuickstart(t *testing.T) {
 	} else {
 		c.Close(ctx)
 	}
-	var out bytes.Buffer
+	// The driver logs pinning warnings from its own goroutine, to the same
+	// writer as the program's output: the buffer must be safe for that.
+	var out lockedBuffer
 	if err := run(ctx, dsn, &out); err != nil {
 		t.Fatal(err)
 	}
