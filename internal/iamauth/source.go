@@ -151,16 +151,24 @@ func wrapCache(p aws.CredentialsProvider, window time.Duration) aws.CredentialsP
 // life left and its signing credentials do not expire within Margin, otherwise
 // a freshly signed one. Concurrent misses for the same key share one signing.
 func (s *Source) Token(ctx context.Context, k Key) (Token, error) {
+	if t, ok := s.cached(k); ok {
+		return t, nil
+	}
+	return s.signShared(ctx, k)
+}
+
+// cached returns k's cached token while it may still be reused.
+func (s *Source) cached(k Key) (Token, bool) {
 	now := s.now()
 	s.mu.RLock()
 	e, ok := s.cache[k]
 	s.mu.RUnlock()
-	if ok && now.Before(e.reuseUntil) {
-		t := e.tok
-		t.Cached = true
-		return t, nil
+	if !ok || !now.Before(e.reuseUntil) {
+		return Token{}, false
 	}
-	return s.signShared(ctx, k)
+	t := e.tok
+	t.Cached = true
+	return t, true
 }
 
 func (s *Source) signShared(ctx context.Context, k Key) (Token, error) {
@@ -192,15 +200,10 @@ func isContextErr(err error) bool {
 func (s *Source) signAndStore(ctx context.Context, k Key) (Token, error) {
 	// A goroutine that lost the race to start this call may arrive after
 	// another call already stored a fresh token.
-	now := s.now()
-	s.mu.RLock()
-	e, ok := s.cache[k]
-	s.mu.RUnlock()
-	if ok && now.Before(e.reuseUntil) {
-		t := e.tok
-		t.Cached = true
+	if t, ok := s.cached(k); ok {
 		return t, nil
 	}
+	now := s.now()
 
 	provider, err := s.credentials(ctx)
 	if err != nil {
