@@ -302,6 +302,12 @@ func (s *Source) credentials(ctx context.Context) (aws.CredentialsProvider, erro
 	if h := s.creds.Load(); h != nil {
 		return h.p, nil
 	}
+	// select picks at random when the slot and ctx.Done are both ready: a
+	// caller that already gave up must not start a load (an IMDS call) that
+	// nobody waits for.
+	if err := ctx.Err(); err != nil {
+		return nil, fmt.Errorf("rdsproxy: IAM: load AWS config: %w", err)
+	}
 	cfg, err := s.loadConfig(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("rdsproxy: IAM: load AWS config: %w", err)

@@ -318,10 +318,13 @@ func TestLoadConfigNoCredentials(t *testing.T) {
 func TestContextCancelDuringLoadConfig(t *testing.T) {
 	entered := make(chan struct{})
 	var block atomic.Bool
+	var blockedLoads atomic.Int64
 	block.Store(true)
 	s := NewSource(Options{LoadConfig: func(ctx context.Context) (aws.Config, error) {
 		if block.Load() {
-			close(entered)
+			if blockedLoads.Add(1) == 1 {
+				close(entered)
+			}
 			<-ctx.Done() // like an IMDS call on a machine without IMDS
 			return aws.Config{}, ctx.Err()
 		}
@@ -343,6 +346,7 @@ func TestContextCancelDuringLoadConfig(t *testing.T) {
 	cancel1()
 	require.ErrorIs(t, <-res1, context.Canceled)
 
+	require.EqualValues(t, 1, blockedLoads.Load(), "only the first caller may start a load while it is in progress")
 	block.Store(false)
 	_, err := s.Token(context.Background(), testKey)
 	require.NoError(t, err, "cancellation is not cached")
