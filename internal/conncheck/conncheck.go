@@ -42,7 +42,7 @@ const (
 type Prober struct {
 	raw   syscall.RawConn
 	state State
-	fn    func(fd uintptr) bool // prebuilt so Probe does not allocate a closure
+	fn    func(fd uintptr) // prebuilt so Probe does not allocate a closure
 }
 
 // NewProber returns a Prober for conn, unwrapping TLS. It returns nil when conn
@@ -61,10 +61,7 @@ func NewProber(conn net.Conn) *Prober {
 		return nil
 	}
 	p := &Prober{raw: raw}
-	p.fn = func(fd uintptr) bool {
-		p.state = peek(fd)
-		return true // never wait for readiness: we want the state now
-	}
+	p.fn = func(fd uintptr) { p.state = peek(fd) }
 	return p
 }
 
@@ -75,7 +72,13 @@ func (p *Prober) Probe() State {
 	if p == nil {
 		return Unknown
 	}
-	if err := p.raw.Read(p.fn); err != nil {
+	// Control, not Read: RawConn.Read takes the socket's read lock, which
+	// pgx's background reader can hold while it sits in a blocking Read on an
+	// idle connection, so a probe through Read could wait forever (seen in
+	// TestPgBouncerTransactionPoolingParameterizedQueries). Control only keeps
+	// the descriptor valid for the call, and MSG_DONTWAIT makes the peek
+	// itself non-blocking.
+	if err := p.raw.Control(p.fn); err != nil {
 		return Closed
 	}
 	return p.state

@@ -3,6 +3,7 @@ package conncheck
 import (
 	"net"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 )
@@ -81,4 +82,30 @@ func BenchmarkProbe(b *testing.B) {
 	for b.Loop() {
 		p.Probe()
 	}
+}
+
+// TestProbeDoesNotWaitForABlockedReader: pgx's background reader can sit in a
+// blocking Read on an idle connection. A probe that took the socket's read
+// lock (RawConn.Read) waited for it forever; the probe must not.
+func TestProbeDoesNotWaitForABlockedReader(t *testing.T) {
+	client, server := pair(t)
+	p := NewProber(client)
+	readerBlocked := make(chan struct{})
+	go func() {
+		close(readerBlocked)
+		buf := make([]byte, 1)
+		client.Read(buf) // blocks until the server writes or closes
+	}()
+	<-readerBlocked
+	time.Sleep(50 * time.Millisecond) // let the reader enter its blocking Read (not a timing assertion)
+
+	done := make(chan State, 1)
+	go func() { done <- p.Probe() }()
+	select {
+	case st := <-done:
+		require.Equal(t, Quiet, st)
+	case <-time.After(10 * time.Second): // watchdog against a hang
+		t.Fatal("Probe blocked behind a concurrent Read")
+	}
+	server.Close()
 }
