@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"go.opentelemetry.io/otel/metric"
+	"go.opentelemetry.io/otel/trace"
 )
 
 // PinCheckMode says what the driver does with statements that would pin an RDS
@@ -96,6 +98,36 @@ type Config struct {
 	healthCheckSet bool
 	execModeSet    bool
 	iamOpts        iamOptions
+
+	// MeterProvider receives the driver's metrics (see the package
+	// documentation, Telemetry). Set it with [WithMeterProvider]. Default:
+	// OpenTelemetry's global provider, resolved through its delegate, so a
+	// provider installed after Open still gets the data.
+	MeterProvider metric.MeterProvider
+
+	// TracerProvider receives the connect spans, and the query spans when
+	// QuerySpans is set. Set it with [WithTracerProvider]. Default:
+	// OpenTelemetry's global provider.
+	TracerProvider trace.TracerProvider
+
+	// PoolName is the db.client.connection.pool.name attribute of every
+	// instrument. Set it with [WithPoolName]. Default:
+	// server.address:server.port/db.namespace, e.g.
+	// my-proxy.proxy-abc.us-east-1.rds.amazonaws.com:5432/appdb.
+	PoolName string
+
+	// QuerySpans makes the driver start a span for each statement and batch.
+	// Set it with [WithQuerySpans]. Default: false, so users of otelsql or
+	// otelpgx do not get every statement twice.
+	QuerySpans bool
+
+	// QueryFingerprintAttribute adds the statement's fingerprint (comments
+	// removed, literals replaced by ?, at most about 200 bytes) to the
+	// pinning counter (rdsproxy.query.fingerprint) and to query spans
+	// (db.query.text). Set it with [WithQueryFingerprintAttribute]. Default:
+	// false: statement text never appears otherwise, and fingerprints raise
+	// the counter's cardinality.
+	QueryFingerprintAttribute bool
 }
 
 // validate checks the whole config after the DSN and every option were applied.

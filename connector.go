@@ -29,6 +29,7 @@ type Connector struct {
 	policy *poolPolicy
 	iam    *iamState   // nil unless iam=true
 	pins   *pinChecker // nil unless pin_check=warn
+	tel    *telemetry  // OpenTelemetry instruments (telemetry.go)
 	closed atomic.Bool
 }
 
@@ -77,12 +78,13 @@ func newConnector(cfg *Config, opts []Option, knobsSetByOpen bool) (*Connector, 
 	if !knobsSetByOpen && !cfg.maxConnsSet && cfg.MaxConns < minConnsUnderDatabaseSQLDefaults {
 		cfg.MaxConns = minConnsUnderDatabaseSQLDefaults
 	}
-	c := &Connector{cfg: cfg}
+	c := &Connector{cfg: cfg, tel: newTelemetry(cfg)}
 	c.policy = &poolPolicy{
 		lifetime: cfg.MaxConnLifetime,
 		jitter:   cfg.MaxConnLifetimeJitter,
 		idle:     cfg.MaxConnIdleTime,
 		now:      time.Now,
+		onRetire: c.tel.onRetire,
 	}
 
 	pc, err := pgxpool.ParseConfig("")
@@ -95,11 +97,13 @@ func newConnector(cfg *Config, opts []Option, knobsSetByOpen bool) (*Connector, 
 	if err := c.configureAuth(pc); err != nil {
 		return nil, err
 	}
+	c.tel.wrapConnect(pc) // the connect span and create_time, around the token hook
 	pool, err := pgxpool.NewWithConfig(context.Background(), pc)
 	if err != nil {
 		return nil, err
 	}
 	c.pool = pool
+	c.tel.observePool(pool)
 	c.std = stdlib.GetPoolConnector(pool, c.policy.stdlibOptions()...)
 	return c, nil
 }
@@ -112,16 +116,18 @@ func (c *Connector) Connect(ctx context.Context) (driver.Conn, error) {
 	}
 	var conn driver.Conn
 	var err error
+	start := c.tel.checkoutStart(ctx)
 	if c.iam != nil {
 		conn, err = c.connectIAM(ctx)
 	} else {
 		conn, err = c.std.Connect(ctx)
 	}
+	c.tel.checkoutEnd(ctx, start, err)
 	if err != nil {
 		if c.closed.Load() {
 			return nil, ErrClosed
 		}
-		return nil, err
+		return nil, classifyError(err) // the proxy's borrow timeout matches ErrBorrowTimeout
 	}
 	return conn, nil
 }
@@ -143,6 +149,7 @@ func (c *Connector) Close() error {
 		return nil
 	}
 	c.pool.Close()
+	c.tel.close()
 	if c.pins != nil {
 		c.pins.flush()
 	}

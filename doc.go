@@ -154,6 +154,39 @@ shares one source between connectors. When the proxy rejects a cached token,
 the driver drops it and retries the dial once with a fresh one; a fresh token
 rejected gives [ErrIAMAuth] with what to check.
 
+# Telemetry
+
+rdsproxy records OpenTelemetry metrics and spans through the global
+MeterProvider and TracerProvider (resolved through OpenTelemetry's delegate,
+so a provider installed after Open still gets the data), or the ones given
+with [WithMeterProvider] and [WithTracerProvider]. With no provider installed
+the cost is OpenTelemetry's no-op: no allocation on the query path.
+
+Standard instruments (semantic conventions): db.client.connection.count
+(state used: checked out to database/sql, running a statement or idle in
+database/sql's own list; state idle: parked in the connector's pool),
+db.client.connection.max, .idle.max, .idle.min, .create_time (a dial, token
+included), .wait_time and .timeouts (checkouts that reach the connector), and
+the stable db.client.operation.duration (db.system.name=postgresql,
+db.operation.name from a fixed set of first keywords, error.type as the
+SQLSTATE on failure). db.client.connection.use_time and .pending_requests are
+not emitted: the driver is not told when database/sql stops using a
+connection, nor who waits in database/sql's queue. Every instrument carries
+db.client.connection.pool.name, by default server.address:server.port/db.namespace
+([WithPoolName] overrides it).
+
+rdsproxy's own: rdsproxy.pinning.statements (every execution of a pinning
+statement, per reason and kind), rdsproxy.pool.connections.retired (lifetime,
+idle, broken), rdsproxy.pool.checkouts.waited (checkouts that found the pool
+at its cap), rdsproxy.iam.token.signings, .cache_hits, .signing.duration,
+rdsproxy.iam.auth.failures and .retries.
+
+Spans: rdsproxy.connect per physical connection, with the token acquisition
+(rdsproxy.iam.token, cache hit or miss) and a signing (rdsproxy.iam.sign) as
+children. Query spans are off unless [WithQuerySpans], so otelsql or otelpgx
+users get no duplicates. Statement text is never an attribute, except as a
+fingerprint with literals replaced by ?, with [WithQueryFingerprintAttribute].
+
 # Secrets
 
 No token, password or AWS secret appears in an error, a log record, a metric

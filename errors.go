@@ -51,3 +51,12 @@ func (e *ConfigError) Error() string {
 func (e *ConfigError) Is(target error) bool { return target == ErrConfig }
 
 func (e *ConfigError) Unwrap() error { return e.Err }
+
+// ErrBorrowTimeout is matched (errors.Is) by the error RDS Proxy sends when no
+// database connection frees up within its ConnectionBorrowTimeout ("Timed-out
+// waiting to acquire database connection."): from opening a connection and
+// from [RetryRead]. A statement on an open connection returns the server's
+// error unwrapped; [IsBorrowTimeout] matches both.
+var ErrBorrowTimeout = errors.New("rdsproxy: RDS Proxy timed out waiting to borrow a database connection: " +
+	"raise the proxy's MaxConnectionsPercent (or the database's max_connections) or its ConnectionBorrowTimeout, " +
+	"reduce session pinning (see the pinning warnings), and keep transactions short so connections go back to the proxy sooner")

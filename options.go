@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"go.opentelemetry.io/otel/metric"
+	"go.opentelemetry.io/otel/trace"
 )
 
 // Option changes a [Config] after its connection string was parsed, so options
@@ -102,6 +104,61 @@ func WithPinHandler(h func(PinEvent)) Option {
 			return &ConfigError{Key: "WithPinHandler", Value: "nil", Accepted: "a non-nil func(rdsproxy.PinEvent)"}
 		}
 		c.PinHandler = h
+		return nil
+	}
+}
+
+// WithMeterProvider sends the driver's metrics to mp instead of
+// OpenTelemetry's global MeterProvider.
+func WithMeterProvider(mp metric.MeterProvider) Option {
+	return func(c *Config) error {
+		if mp == nil {
+			return &ConfigError{Key: "WithMeterProvider", Value: "nil", Accepted: "a non-nil metric.MeterProvider"}
+		}
+		c.MeterProvider = mp
+		return nil
+	}
+}
+
+// WithTracerProvider sends the driver's spans to tp instead of
+// OpenTelemetry's global TracerProvider.
+func WithTracerProvider(tp trace.TracerProvider) Option {
+	return func(c *Config) error {
+		if tp == nil {
+			return &ConfigError{Key: "WithTracerProvider", Value: "nil", Accepted: "a non-nil trace.TracerProvider"}
+		}
+		c.TracerProvider = tp
+		return nil
+	}
+}
+
+// WithPoolName sets the db.client.connection.pool.name attribute of every
+// instrument (default server.address:server.port/db.namespace). Give each
+// connector in a process its own name.
+func WithPoolName(name string) Option {
+	return func(c *Config) error {
+		if name == "" {
+			return &ConfigError{Key: "WithPoolName", Value: `""`, Accepted: "a non-empty name"}
+		}
+		c.PoolName = name
+		return nil
+	}
+}
+
+// WithQuerySpans turns on a span per statement and per batch (off by
+// default, so that otelsql or otelpgx users do not get duplicates).
+func WithQuerySpans(on bool) Option {
+	return func(c *Config) error {
+		c.QuerySpans = on
+		return nil
+	}
+}
+
+// WithQueryFingerprintAttribute adds statement fingerprints (literals
+// replaced by ?) to the pinning counter and to query spans. Off by default.
+func WithQueryFingerprintAttribute(on bool) Option {
+	return func(c *Config) error {
+		c.QueryFingerprintAttribute = on
 		return nil
 	}
 }

@@ -101,6 +101,7 @@ var pinReasonOrder = [...]PinReason{
 type pinVerdict struct {
 	event PinEvent
 	key   pinReportKey
+	tel   atomic.Pointer[pinAttrs] // the pinning counter's attributes, built at first use
 }
 
 // cleanVerdict is the verdict of every statement that does not pin; a cache
@@ -127,6 +128,7 @@ type pinNotice struct {
 type pinChecker struct {
 	logger  *slog.Logger // nil: slog.Default() at delivery time
 	handler func(PinEvent)
+	onPin   func(v *pinVerdict, kind string) // counts every execution of a pinning statement; may be nil
 
 	// verdicts maps statement text (or hashKey for long texts) to
 	// *pinVerdict, for query and batch statements; prepared does the same
@@ -178,15 +180,24 @@ func (p *pinChecker) check(sql, kind string) {
 	if len(sql) > maxPinKeyBytes {
 		key = p.hashKey(sql)
 	}
-	if _, ok := cache.Load(key); ok {
+	if v, ok := cache.Load(key); ok {
+		if v != any(cleanVerdict) && p.onPin != nil {
+			p.onPin(v.(*pinVerdict), kind)
+		}
 		return // hot path: one lock-free lookup, no allocation
 	}
 	v := p.analyze(sql, kind)
-	if _, loaded := cache.LoadOrStore(key, v); loaded {
+	if stored, loaded := cache.LoadOrStore(key, v); loaded {
+		if stored != any(cleanVerdict) && p.onPin != nil {
+			p.onPin(stored.(*pinVerdict), kind)
+		}
 		return // a concurrent check stored it first and reports it
 	}
 	p.account(len(key))
 	if v != cleanVerdict {
+		if p.onPin != nil {
+			p.onPin(v, kind)
+		}
 		p.report(v)
 	}
 }

@@ -100,6 +100,8 @@ type connState struct {
 	lastActive atomic.Int64 // unix nanos of the last checkout or statement end
 	retire     atomic.Value // string reason, set when the connection must go
 	prober     *conncheck.Prober
+	opStart    atomic.Int64  // unix nanos the running statement started, 0 if untimed (telemetry.go)
+	opName     atomic.Uint32 // its index in opNames
 }
 
 const customDataKey = "rdsproxy.conn"

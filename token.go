@@ -69,7 +69,10 @@ func newTokenSource(opts TokenSourceOptions, sign iamauth.SignFunc) *TokenSource
 		Now:         opts.Now,
 		Sign: func(ctx context.Context, endpoint, region, user string, creds aws.CredentialsProvider) (string, error) {
 			ts.signings.Add(1)
-			return sign(ctx, endpoint, region, user, creds)
+			start, span := signStart(ctx) // telemetry of the connector whose dial signs
+			tok, err := sign(ctx, endpoint, region, user, creds)
+			signEnd(ctx, start, span, err)
+			return tok, err
 		},
 	})
 	return ts
@@ -199,10 +202,18 @@ type iamState struct {
 
 // configureAuth validates the IAM settings and installs the password hook.
 func (c *Connector) configureAuth(pc *pgxpool.Config) error {
-	cfg := c.cfg
+	iam, err := installAuth(c.cfg, pc)
+	c.iam = iam
+	return err
+}
+
+// installAuth validates cfg's IAM settings and installs the password hook as
+// pc.BeforeConnect. It returns the IAM wiring, nil unless iam=true. Both the
+// connector and [NewPgxpoolConfig] use it.
+func installAuth(cfg *Config, pc *pgxpool.Config) (*iamState, error) {
 	o := &cfg.iamOpts
 	if !cfg.IAM && o.set != "" {
-		return &ConfigError{Key: o.set, Value: "set without iam=true", Accepted: "add iam=true to the DSN, or remove " + o.set}
+		return nil, &ConfigError{Key: o.set, Value: "set without iam=true", Accepted: "add iam=true to the DSN, or remove " + o.set}
 	}
 	if o.tokenFunc != nil {
 		f := o.tokenFunc
@@ -214,18 +225,18 @@ func (c *Connector) configureAuth(pc *pgxpool.Config) error {
 			cc.Password = pw
 			return nil
 		}
-		return nil
+		return nil, nil
 	}
 	if !cfg.IAM {
-		return nil
+		return nil, nil
 	}
 	if len(cfg.ConnConfig.Fallbacks) > 0 {
-		return &ConfigError{Key: "host", Value: fmt.Sprintf("%d hosts", len(cfg.ConnConfig.Fallbacks)+1),
+		return nil, &ConfigError{Key: "host", Value: fmt.Sprintf("%d hosts", len(cfg.ConnConfig.Fallbacks)+1),
 			Accepted: "one host with iam=true: a token is signed for one host:port (the proxy endpoint)"}
 	}
 	region, err := cfg.resolveRegion()
 	if err != nil {
-		return err
+		return nil, err
 	}
 	cfg.AWSRegion = region
 	ts := o.source
@@ -233,10 +244,12 @@ func (c *Connector) configureAuth(pc *pgxpool.Config) error {
 		ts = NewTokenSource(TokenSourceOptions{Credentials: o.creds})
 	}
 	cc := cfg.ConnConfig
-	c.iam = &iamState{tokens: ts, key: iamauth.Key{Region: region, Host: cc.Host, Port: cc.Port, User: cc.User}}
-	key := c.iam.key
+	iam := &iamState{tokens: ts, key: iamauth.Key{Region: region, Host: cc.Host, Port: cc.Port, User: cc.User}}
+	key := iam.key
 	pc.BeforeConnect = func(ctx context.Context, cc *pgx.ConnConfig) error {
-		tok, err := ts.src.Token(ctx, key)
+		tctx, span := tokenStart(ctx) // child span of the connect span, when a connector dials
+		tok, err := ts.src.Token(tctx, key)
+		tokenEnd(tctx, span, tok.Cached, err)
 		if err != nil {
 			return err // iamauth's errors name the step and never the secret
 		}
@@ -246,7 +259,7 @@ func (c *Connector) configureAuth(pc *pgxpool.Config) error {
 		cc.Password = tok.Value
 		return nil
 	}
-	return nil
+	return iam, nil
 }
 
 // connectIAM is Connect for iam=true: one retry with a fresh token when the
@@ -257,13 +270,17 @@ func (c *Connector) connectIAM(ctx context.Context) (driver.Conn, error) {
 	if err == nil || !iamauth.IsAuthFailure(err) {
 		return conn, err
 	}
-	if used, cached, signedAt := rec.get(); used && cached {
+	used, cached, signedAt := rec.get()
+	c.tel.iamAuthFailed(ctx, cached)
+	if used && cached {
+		c.tel.iamAuthRetried(ctx)
 		c.iam.tokens.src.Invalidate(c.iam.key, signedAt)
 		rec = &dialRecord{}
 		conn, err = c.std.Connect(context.WithValue(ctx, dialRecordKey{}, rec))
 		if err == nil || !iamauth.IsAuthFailure(err) {
 			return conn, err
 		}
+		c.tel.iamAuthFailed(ctx, false)
 	}
 	return nil, c.iamAuthError(err)
 }

@@ -17,8 +17,9 @@ type tracer struct {
 }
 
 // pinTracer is tracer plus the runtime pinning check (pin_check=warn). It is a
-// separate type so that with pin_check=off pgx does not even call the batch
-// and prepare hooks: the check then costs nothing at all.
+// separate type so that with pin_check=off pgx does not even call the prepare
+// hooks: the check then costs nothing at all. (tracer has batch and connect
+// hooks of its own, for telemetry: a batch is one operation, timed as such.)
 type pinTracer struct {
 	tracer
 	pins *pinChecker
@@ -26,6 +27,8 @@ type pinTracer struct {
 
 var (
 	_ pgx.QueryTracer   = (*tracer)(nil)
+	_ pgx.BatchTracer   = (*tracer)(nil)
+	_ pgx.ConnectTracer = (*tracer)(nil)
 	_ pgx.QueryTracer   = (*pinTracer)(nil)
 	_ pgx.BatchTracer   = (*pinTracer)(nil)
 	_ pgx.PrepareTracer = (*pinTracer)(nil)
@@ -35,8 +38,12 @@ var (
 // multitracer calls every interface each of them implements.
 func newTracer(c *Connector, user pgx.QueryTracer) pgx.QueryTracer {
 	var t pgx.QueryTracer = &tracer{c: c}
+	if c.tel == nil { // NewPgxpoolConfig's connector: query and pinning metrics only
+		c.tel = newTelemetry(c.cfg)
+	}
 	if c.cfg.PinCheck == PinCheckWarn {
 		c.pins = newPinChecker(c.cfg.Logger, c.cfg.PinHandler)
+		c.pins.onPin = c.tel.onPin
 		t = &pinTracer{tracer: tracer{c: c}, pins: c.pins}
 	}
 	if user == nil {
@@ -45,31 +52,48 @@ func newTracer(c *Connector, user pgx.QueryTracer) pgx.QueryTracer {
 	return multitracer.New(t, user)
 }
 
-func (t *tracer) TraceQueryStart(ctx context.Context, _ *pgx.Conn, _ pgx.TraceQueryStartData) context.Context {
-	return ctx
+func (t *tracer) TraceQueryStart(ctx context.Context, conn *pgx.Conn, data pgx.TraceQueryStartData) context.Context {
+	return t.c.tel.queryStart(ctx, conn, data.SQL, 0)
 }
 
-func (t *tracer) TraceQueryEnd(_ context.Context, conn *pgx.Conn, _ pgx.TraceQueryEndData) {
+func (t *tracer) TraceQueryEnd(ctx context.Context, conn *pgx.Conn, data pgx.TraceQueryEndData) {
 	t.c.policy.touch(conn)
+	t.c.tel.queryEnd(ctx, conn, data.Err)
+}
+
+// TraceBatchStart and TraceBatchEnd time a batch as one operation (BATCH).
+func (t *tracer) TraceBatchStart(ctx context.Context, conn *pgx.Conn, _ pgx.TraceBatchStartData) context.Context {
+	return t.c.tel.queryStart(ctx, conn, "", opBatch)
+}
+
+func (t *tracer) TraceBatchQuery(context.Context, *pgx.Conn, pgx.TraceBatchQueryData) {}
+
+func (t *tracer) TraceBatchEnd(ctx context.Context, conn *pgx.Conn, data pgx.TraceBatchEndData) {
+	t.c.tel.queryEnd(ctx, conn, data.Err)
+}
+
+// TraceConnectStart and TraceConnectEnd close the connect span and record
+// create_time (telemetry.go); the span starts in BeforeConnect, before the
+// token is fetched.
+func (t *tracer) TraceConnectStart(ctx context.Context, _ pgx.TraceConnectStartData) context.Context {
+	return t.c.tel.connectStart(ctx)
+}
+
+func (t *tracer) TraceConnectEnd(ctx context.Context, data pgx.TraceConnectEndData) {
+	t.c.tel.connectEnd(ctx, data.Err)
 }
 
 // TraceQueryStart checks the statement before it is sent. data.Args are never
 // looked at: parameter values must not reach a log.
-func (t *pinTracer) TraceQueryStart(ctx context.Context, _ *pgx.Conn, data pgx.TraceQueryStartData) context.Context {
+func (t *pinTracer) TraceQueryStart(ctx context.Context, conn *pgx.Conn, data pgx.TraceQueryStartData) context.Context {
 	t.pins.check(data.SQL, pinKindQuery)
-	return ctx
-}
-
-func (t *pinTracer) TraceBatchStart(ctx context.Context, _ *pgx.Conn, _ pgx.TraceBatchStartData) context.Context {
-	return ctx
+	return t.tracer.TraceQueryStart(ctx, conn, data)
 }
 
 // TraceBatchQuery checks each statement of a batch as its result is read.
 func (t *pinTracer) TraceBatchQuery(_ context.Context, _ *pgx.Conn, data pgx.TraceBatchQueryData) {
 	t.pins.check(data.SQL, pinKindBatch)
 }
-
-func (t *pinTracer) TraceBatchEnd(_ context.Context, _ *pgx.Conn, _ pgx.TraceBatchEndData) {}
 
 // TracePrepareStart reports named prepares. An unnamed one ("") is pgx
 // describing a statement it is about to run through Query or Exec, which
