@@ -12,6 +12,10 @@ if [ -n "$unformatted" ]; then echo "gofmt needed:"; echo "$unformatted"; exit 1
 go vet ./...
 if command -v staticcheck >/dev/null 2>&1; then staticcheck ./...; else echo "staticcheck not installed: skipped (CI installs it)"; fi
 go test -race -count=1 ./...
+# The fault suite's PostgreSQL restart (internal/faults, README "Reliability"): it
+# restarts the local cluster, so it runs alone, after the parallel package tests.
+# The rest of the fault suite runs bounded in ./... above (RDSPROXY_SOAK=1: long mode).
+RDSPROXY_FAULTS_RESTART_PG=1 go test -race -count=1 -run '^TestPostgresRestart$' ./internal/faults/
 CGO_ENABLED=0 go build ./...
 CGO_ENABLED=0 go vet ./...
 CGO_ENABLED=0 go test -count=1 ./internal/pinning/
@@ -23,3 +27,5 @@ go test -run '^$' -fuzz '^FuzzAnalyze$' -fuzztime "${FUZZTIME:-20s}" ./internal/
 
 # The examples module: build and run its tests (the quickstart among them).
 (cd examples && go vet ./... && go test -race -count=1 ./...)
+# The Lambda example cross-compiled as it is deployed (provided.al2023, arm64).
+(cd examples && CGO_ENABLED=0 GOOS=linux GOARCH=arm64 go build -tags lambda.norpc -o /dev/null ./lambda/)

@@ -303,3 +303,73 @@ func freePort() (int, error) {
 	defer l.Close()
 	return l.Addr().(*net.TCPAddr).Port, nil
 }
+
+// Restart stops pgbouncer the way Stop does (immediate shutdown: every client
+// and server connection is closed) and starts it again on the same port with
+// the same configuration, returning once it accepts connections. Clients see
+// their connections drop, then a working service at the same address.
+func (b *PgBouncer) Restart(tb testing.TB) {
+	tb.Helper()
+	if b.cmd.Process != nil {
+		b.cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case <-b.done:
+		case <-time.After(10 * time.Second):
+			b.cmd.Process.Kill()
+			<-b.done
+		}
+	}
+	out, err := os.OpenFile(filepath.Join(b.dir, "stdout.log"), os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o644)
+	if err != nil {
+		tb.Fatalf("reopen pgbouncer log: %v", err)
+	}
+	// The listening socket may linger for a moment after the old process
+	// exits: retry the start while the port is busy (bounded).
+	for attempt := 0; ; attempt++ {
+		cmd := exec.Command(b.cmd.Path, b.cmd.Args[1:]...)
+		cmd.Stdout, cmd.Stderr = out, out
+		if err := cmd.Start(); err != nil {
+			out.Close()
+			tb.Fatalf("restart pgbouncer: %v", err)
+		}
+		done := make(chan struct{})
+		go func() { cmd.Wait(); close(done) }()
+		b.cmd, b.done = cmd, done
+		if b.waitListening() {
+			break
+		}
+		select {
+		case <-done: // exited (port still taken): try again
+		default:
+			b.cmd.Process.Kill()
+			<-done
+		}
+		if attempt >= 40 {
+			out.Close()
+			log, _ := os.ReadFile(filepath.Join(b.dir, "stdout.log"))
+			tb.Fatalf("pgbouncer did not come back on port %d: %s", b.Port, log)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	// The log file stays open for the new process; close our copy when it exits.
+	go func(done <-chan struct{}) { <-done; out.Close() }(b.done)
+}
+
+// waitListening waits (bounded) until pgbouncer accepts connections, and
+// reports false if it exited or never listened.
+func (b *PgBouncer) waitListening() bool {
+	for i := 0; i <= 200; i++ {
+		c, err := net.DialTimeout("tcp", fmt.Sprintf("127.0.0.1:%d", b.Port), time.Second)
+		if err == nil {
+			c.Close()
+			return true
+		}
+		select {
+		case <-b.done:
+			return false
+		default:
+		}
+		time.Sleep(25 * time.Millisecond)
+	}
+	return false
+}

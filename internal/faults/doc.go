@@ -1,0 +1,13 @@
+// Copyright 2026 The rdsproxy Authors. SPDX-License-Identifier: Apache-2.0
+
+// Package faults is rdsproxy's fault and load suite: backends killed under
+// load, PgBouncer and PostgreSQL restarts, the proxy dropping idle clients,
+// borrow timeouts, a cold-start storm, a credentials outage, bad input, and
+// secrets and leak checks over all of them. It has tests only.
+//
+// The default run is bounded (a few minutes on 2 cores, part of ./test.sh).
+// RDSPROXY_SOAK=1 runs the long local mode with larger numbers.
+// RDSPROXY_FAULTS_RESTART_PG=1 enables TestPostgresRestart, which restarts the
+// local PostgreSQL cluster and so must run alone (test.sh runs it after the
+// parallel package tests).
+package faults

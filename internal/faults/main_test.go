@@ -1,0 +1,50 @@
+package faults
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+
+	"github.com/rdsproxy/rdsproxy/internal/testdb"
+)
+
+// TestMain fails the run if the tests leave connections in pg_stat_activity
+// for this process's application names, goroutines running, or a secret in
+// anything they captured (logs of every connector, every error they saw).
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if code == 0 {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		var leaked []string
+		var err error
+		// Backends exit asynchronously after their client closes.
+		for range 100 {
+			leaked, err = testdb.LeakedConns(ctx)
+			if err != nil || len(leaked) == 0 {
+				break
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+		cancel()
+		if err == nil && len(leaked) > 0 {
+			fmt.Fprintf(os.Stderr, "leaked server connections after the fault suite: %v\n", leaked)
+			code = 1
+		}
+		if err := goleak.Find(); err != nil {
+			fmt.Fprintf(os.Stderr, "leaked goroutines after the fault suite: %v\n", err)
+			code = 1
+		}
+		if leak := evidence.findSecret(); leak != "" {
+			fmt.Fprintf(os.Stderr, "a secret leaked into the logs or errors the fault suite captured: %s\n", leak)
+			code = 1
+		} else if os.Getenv("RDSPROXY_FAULTS_VERBOSE") != "" || testing.Verbose() {
+			fmt.Fprintf(os.Stderr, "secrets check: %d log records and %d errors searched, no secret found\n",
+				evidence.records(), evidence.errors())
+		}
+	}
+	os.Exit(code)
+}
