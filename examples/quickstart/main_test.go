@@ -66,3 +66,44 @@ func TestQuickstart(t *testing.T) {
 		t.Errorf("want 2 pinning warnings, got %d:\n%s", n, text)
 	}
 }
+
+// TestQuickstartIAM runs the -iam mode: the same workload through the RDS
+// Proxy emulator, each connection authenticated with a signed IAM token.
+func TestQuickstartIAM(t *testing.T) {
+	dsn := os.Getenv("DATABASE_URL")
+	if dsn == "" {
+		dsn = defaultDatabaseURL
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if c, err := pgx.Connect(ctx, dsn); err != nil {
+		if os.Getenv("CI") == "true" {
+			t.Fatalf("CI=true but PostgreSQL is not reachable (DATABASE_URL or %s): %v", defaultDatabaseURL, err)
+		}
+		t.Skipf("skipping: PostgreSQL is not reachable (set DATABASE_URL): %v", err)
+	} else {
+		c.Close(ctx)
+	}
+	var out lockedBuffer
+	if err := runIAM(ctx, dsn, &out); err != nil {
+		t.Fatal(err)
+	}
+	text := out.String()
+	for _, want := range []string{
+		"RDS Proxy emulator at 127.0.0.1:",
+		"connected to PostgreSQL",
+		"3 + 10 = 13",
+		"IAM: proxy authentications=",
+		"rejections=0, token signings=1",
+	} {
+		if !strings.Contains(text, want) {
+			t.Errorf("output lacks %q:\n%s", want, text)
+		}
+	}
+	if strings.Contains(text, "authentications=0") {
+		t.Errorf("no connection authenticated through the emulator:\n%s", text)
+	}
+	if n := strings.Count(text, "level=WARN"); n != 2 {
+		t.Errorf("want 2 pinning warnings, got %d:\n%s", n, text)
+	}
+}

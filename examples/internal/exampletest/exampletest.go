@@ -1,0 +1,110 @@
+// Package exampletest gives the examples' tests their services: the local
+// PostgreSQL (DATABASE_URL, or trust authentication on 127.0.0.1:5432) and
+// the in-process RDS Proxy emulator in front of it. Outside CI a missing
+// PostgreSQL skips the test with a message naming it; with CI=true it fails.
+package exampletest
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"net/url"
+	"os"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/credentials"
+	"github.com/jackc/pgx/v5"
+
+	"github.com/rdsproxy/rdsproxy/internal/proxyemu"
+)
+
+// DefaultDatabaseURL works on a fresh machine of the project's kind: local
+// PostgreSQL with trust authentication.
+const DefaultDatabaseURL = "postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable"
+
+// Test credentials and region the emulator accepts. They are not real AWS
+// credentials.
+const (
+	Region    = "us-east-1"
+	AccessKey = "AKIDRDSPROXYEXAMPLE"
+	SecretKey = "example/secret/key/not/a/real/one/0000000"
+)
+
+// Credentials returns static credentials with AccessKey and SecretKey.
+func Credentials() aws.CredentialsProvider {
+	return credentials.NewStaticCredentialsProvider(AccessKey, SecretKey, "")
+}
+
+// URL returns DATABASE_URL or the default.
+func URL() string {
+	if u := os.Getenv("DATABASE_URL"); u != "" {
+		return u
+	}
+	return DefaultDatabaseURL
+}
+
+var (
+	reachOnce sync.Once
+	reachErr  error
+)
+
+// Require skips (outside CI) or fails (CI=true) tb when PostgreSQL is not
+// reachable, and returns its URL.
+func Require(tb testing.TB) string {
+	tb.Helper()
+	reachOnce.Do(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		c, err := pgx.Connect(ctx, URL())
+		if err != nil {
+			reachErr = err
+			return
+		}
+		c.Close(ctx)
+	})
+	if reachErr != nil {
+		msg := fmt.Sprintf("PostgreSQL is not reachable (set DATABASE_URL, default %s): %v", DefaultDatabaseURL, reachErr)
+		if os.Getenv("CI") == "true" {
+			tb.Fatal("CI=true but " + msg)
+		}
+		tb.Skip("skipping: " + msg)
+	}
+	return URL()
+}
+
+// Proxy starts the RDS Proxy emulator in front of the test database and
+// returns it with an iam=true DSN for it (verifying the emulator's test CA).
+// The emulator accepts tokens signed with AccessKey/SecretKey for Region.
+func Proxy(tb testing.TB) (*proxyemu.Proxy, string) {
+	tb.Helper()
+	u, err := url.Parse(Require(tb))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	port := u.Port()
+	if port == "" {
+		port = "5432"
+	}
+	pw, _ := u.User.Password()
+	p, err := proxyemu.Start(proxyemu.Config{
+		Region:          Region,
+		Credentials:     Credentials(),
+		Backend:         net.JoinHostPort(u.Hostname(), port),
+		BackendPassword: pw,
+	})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { p.Close() })
+	ca := filepath.Join(tb.TempDir(), "proxy-ca.pem")
+	if err := os.WriteFile(ca, p.CAPEM(), 0o600); err != nil {
+		tb.Fatal(err)
+	}
+	q := url.Values{"iam": {"true"}, "aws_region": {Region}, "sslmode": {"verify-full"}, "sslrootcert": {ca}}
+	dsn := (&url.URL{Scheme: "postgres", User: url.User(u.User.Username()), Host: p.Addr(), Path: u.Path, RawQuery: q.Encode()}).String()
+	return p, dsn
+}

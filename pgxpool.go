@@ -1,0 +1,138 @@
+// Copyright 2026 The rdsproxy Authors. SPDX-License-Identifier: Apache-2.0
+
+package rdsproxy
+
+import (
+	"context"
+	"sync"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/multitracer"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/rdsproxy/rdsproxy/internal/iamauth"
+)
+
+// NewPgxpoolConfig parses dsn (the same connection strings and options as
+// [Open]) and returns a *pgxpool.Config for native pgx users, to pass to
+// pgxpool.NewWithConfig. Nothing is dialed. The config carries:
+//
+//   - the IAM token hook (BeforeConnect) of iam=true, [WithTokenSource],
+//     [WithCredentialsProvider], [WithAWSConfig] or [WithTokenFunc]: every new
+//     connection gets a token from the same cache the database/sql connector
+//     uses;
+//   - the pinning check (pin_check=warn, [WithLogger], [WithPinHandler]) as
+//     ConnConfig.Tracer, chained with [WithTracer]'s tracer. Replacing
+//     ConnConfig.Tracer afterwards removes the check (and the IAM cache
+//     invalidation below): pass your tracer with WithTracer instead;
+//   - the proxy-tuned pool settings, enforced by pgxpool itself, since no
+//     database/sql layer holds connections here: MaxConns, MaxConnLifetime,
+//     MaxConnLifetimeJitter, MaxConnIdleTime and HealthCheckPeriod from the
+//     pool_* keys and their defaults, and MinConns 0 (nothing dialed in the
+//     background);
+//   - pgx's cache_describe exec mode ([DefaultQueryExecMode]) unless the DSN
+//     sets default_query_exec_mode.
+//
+// Differences from the database/sql connector: pgxpool cannot retry a dial,
+// so when the proxy rejects a cached IAM token the Acquire that dialed fails;
+// the token is dropped from the cache at that moment, and the next dial signs
+// a fresh one. The connector's MSG_PEEK liveness probe is not installed:
+// pgxpool pings connections idle for over a second before handing them out.
+// Pinning warnings still queued when the pool closes are delivered in the
+// background.
+//
+// The returned config may be changed before use (AfterConnect, MaxConns and
+// the rest); keep BeforeConnect, or call the one installed here from yours.
+func NewPgxpoolConfig(dsn string, opts ...Option) (*pgxpool.Config, error) {
+	cfg, err := ParseConfig(dsn)
+	if err != nil {
+		return nil, err
+	}
+	for _, opt := range opts {
+		if err := opt(cfg); err != nil {
+			return nil, err
+		}
+	}
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
+	pc, err := pgxpool.ParseConfig("")
+	if err != nil { // cannot happen for an empty string, but never panic on it
+		return nil, err
+	}
+	pc.ConnConfig = cfg.ConnConfig.Copy()
+	pc.MaxConns = cfg.MaxConns
+	pc.MinConns = 0
+	pc.MaxConnLifetime = cfg.MaxConnLifetime
+	pc.MaxConnLifetimeJitter = cfg.MaxConnLifetimeJitter
+	pc.MaxConnIdleTime = cfg.MaxConnIdleTime
+	pc.HealthCheckPeriod = cfg.HealthCheckPeriod
+
+	// The tracer hangs off a Connector value that is never connected: it
+	// holds the config and the pinning checker, as a real connector's would.
+	// No pool policy runs here, so the tracer's activity bookkeeping finds no
+	// per-connection state and does nothing.
+	c := &Connector{cfg: cfg, policy: &poolPolicy{now: time.Now}}
+	tr := newTracer(c, cfg.Tracer)
+	iam, err := installAuth(cfg, pc)
+	if err != nil {
+		return nil, err
+	}
+	if iam != nil {
+		it := &iamDialTracer{iam: iam}
+		hook := pc.BeforeConnect
+		pc.BeforeConnect = func(ctx context.Context, cc *pgx.ConnConfig) error {
+			rec := &dialRecord{}
+			if err := hook(context.WithValue(ctx, dialRecordKey{}, rec), cc); err != nil {
+				return err
+			}
+			if used, cached, signedAt := rec.get(); used && cached {
+				it.pending.Store(cc.Password, signedAt)
+			}
+			return nil
+		}
+		tr = multitracer.New(tr, it)
+	}
+	pc.ConnConfig.Tracer = tr
+	return pc, nil
+}
+
+// iamDialTracer drops a cached IAM token from the cache when the proxy
+// rejected a dial that used it, so that pgxpool's next dial signs a fresh one
+// (the connector retries the dial itself instead). BeforeConnect records the
+// cached tokens it hands out, keyed by value, because pgx copies the
+// ConnConfig between BeforeConnect and the connect tracer.
+type iamDialTracer struct {
+	iam     *iamState
+	pending sync.Map // token value -> SignedAt (time.Time) of a cached token being dialed with
+}
+
+type iamDialKey struct{}
+
+var (
+	_ pgx.QueryTracer   = (*iamDialTracer)(nil)
+	_ pgx.ConnectTracer = (*iamDialTracer)(nil)
+)
+
+func (t *iamDialTracer) TraceConnectStart(ctx context.Context, data pgx.TraceConnectStartData) context.Context {
+	if signedAt, ok := t.pending.LoadAndDelete(data.ConnConfig.Password); ok {
+		return context.WithValue(ctx, iamDialKey{}, signedAt)
+	}
+	return ctx
+}
+
+func (t *iamDialTracer) TraceConnectEnd(ctx context.Context, data pgx.TraceConnectEndData) {
+	if data.Err == nil || !iamauth.IsAuthFailure(data.Err) {
+		return
+	}
+	if signedAt, ok := ctx.Value(iamDialKey{}).(time.Time); ok {
+		t.iam.tokens.src.Invalidate(t.iam.key, signedAt)
+	}
+}
+
+func (t *iamDialTracer) TraceQueryStart(ctx context.Context, _ *pgx.Conn, _ pgx.TraceQueryStartData) context.Context {
+	return ctx
+}
+
+func (t *iamDialTracer) TraceQueryEnd(context.Context, *pgx.Conn, pgx.TraceQueryEndData) {}
