@@ -14,9 +14,24 @@ import (
 
 // TestMain fails the run if the tests leave connections in pg_stat_activity
 // for this process's application names, goroutines running, or a secret in
-// anything they captured (logs of every connector, every error they saw).
+// anything they captured (logs of every connector, every error they saw,
+// every metric attribute and span the suite's connectors exported).
 func TestMain(m *testing.M) {
+	tel := installTelemetryEvidence()
 	code := m.Run()
+	if code == 0 {
+		points, spans, err := tel.collectInto(evidence)
+		switch {
+		case err != nil:
+			fmt.Fprintf(os.Stderr, "collecting the suite's metrics: %v\n", err)
+			code = 1
+		case points == 0 || spans == 0:
+			fmt.Fprintf(os.Stderr, "the secrets check saw %d metric points and %d spans: telemetry was not recorded\n", points, spans)
+			code = 1
+		case testing.Verbose():
+			fmt.Fprintf(os.Stderr, "secrets check covers %d metric data points and %d spans\n", points, spans)
+		}
+	}
 	if code == 0 {
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		var leaked []string
