@@ -187,6 +187,24 @@ children. Query spans are off unless [WithQuerySpans], so otelsql or otelpgx
 users get no duplicates. Statement text is never an attribute, except as a
 fingerprint with literals replaced by ?, with [WithQueryFingerprintAttribute].
 
+# Native pgx
+
+[NewPgxpoolConfig] returns a *pgxpool.Config with the same DSN keys, options,
+IAM token hook, pinning check and proxy-tuned pool limits, for code that uses
+pgxpool directly. pgxpool enforces the lifetime, jitter and idle limits itself
+there. pgxpool cannot retry a dial, so a rejected cached token fails that one
+Acquire; it is dropped from the cache and the next dial signs a fresh one.
+
+# Failures
+
+A COMMIT that fails because the session ended (FATAL, EOF, a broken socket)
+may have committed: [IsAmbiguousCommit] says so, and driver.ErrBadConn is
+never returned for it. When no database connection is free within the proxy's
+ConnectionBorrowTimeout, RDS Proxy answers "Timed-out waiting to acquire
+database connection."; it matches [ErrBorrowTimeout] when opening a connection
+and [IsBorrowTimeout] on an open one. [RetryRead] retries a read the caller
+declares idempotent, with bounded exponential backoff and jitter.
+
 # Secrets
 
 No token, password or AWS secret appears in an error, a log record, a metric
