@@ -2,8 +2,10 @@ package rdsproxy_test
 
 import (
 	"database/sql"
+	"slices"
 	"syscall"
 	"testing"
+	"time"
 
 	_ "github.com/jackc/pgx/v5/stdlib" // registers "pgx" for the comparison
 
@@ -64,4 +66,63 @@ func BenchmarkQuery(b *testing.B) {
 			run(b, db)
 		})
 	}
+}
+
+// BenchmarkQueryPaired answers "how much slower is rdsproxy than raw pgx"
+// on a noisy machine: every iteration runs one query through each, back to
+// back and in alternating order, and the benchmark reports the median
+// latency of each and the median of the per-iteration ratios. Drift and
+// neighbours' bursts hit both sides of a pair alike, which sequential
+// sub-benchmarks cannot promise.
+func BenchmarkQueryPaired(b *testing.B) {
+	dsn := testdb.WithParams(testdb.Require(b), "application_name", testdb.Prefix()+"_bench",
+		"default_query_exec_mode", "cache_describe")
+	raw, err := sql.Open("pgx", dsn)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer raw.Close()
+	raw.SetMaxOpenConns(rdsproxy.DefaultMaxConns)
+	raw.SetMaxIdleConns(rdsproxy.DefaultMaxConns)
+	rds, err := rdsproxy.Open(dsn)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer rds.Close()
+	var n int
+	query := func(db *sql.DB) time.Duration {
+		t0 := time.Now()
+		if err := db.QueryRow("SELECT $1::int", 42).Scan(&n); err != nil {
+			b.Fatal(err)
+		}
+		return time.Since(t0)
+	}
+	query(raw)
+	query(rds)
+	var pgxT, rdsT, ratio []float64
+	i := 0
+	for b.Loop() {
+		var p, r time.Duration
+		if i%2 == 0 {
+			p, r = query(raw), query(rds)
+		} else {
+			r, p = query(rds), query(raw)
+		}
+		i++
+		pgxT = append(pgxT, float64(p))
+		rdsT = append(rdsT, float64(r))
+		ratio = append(ratio, float64(r)/float64(p))
+	}
+	b.ReportMetric(median(pgxT), "pgx-ns/query")
+	b.ReportMetric(median(rdsT), "rdsproxy-ns/query")
+	b.ReportMetric(median(ratio), "rdsproxy/pgx")
+}
+
+func median(xs []float64) float64 {
+	if len(xs) == 0 {
+		return 0
+	}
+	s := slices.Clone(xs)
+	slices.Sort(s)
+	return s[len(s)/2]
 }
