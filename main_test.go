@@ -1,7 +1,6 @@
 package rdsproxy_test
 
 import (
-	"context"
 	"fmt"
 	"os"
 	"sync"
@@ -38,19 +37,7 @@ func TestMain(m *testing.M) {
 		bouncer.Stop() // its server connections are not ours to count
 	}
 	if code == 0 {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		// Server-side cleanup of closed connections is asynchronous: give the
-		// backends a moment to exit before calling them leaked.
-		var leaked []string
-		var err error
-		for range 50 {
-			leaked, err = testdb.LeakedConns(ctx)
-			if err != nil || len(leaked) == 0 {
-				break
-			}
-			time.Sleep(100 * time.Millisecond)
-		}
-		cancel()
+		leaked, err := testdb.WaitForLeakedConns(10 * time.Second) // closed backends exit asynchronously
 		if err == nil && len(leaked) > 0 {
 			fmt.Fprintf(os.Stderr, "leaked server connections after the tests: %v\n", leaked)
 			code = 1

@@ -1,7 +1,6 @@
 package faults
 
 import (
-	"context"
 	"fmt"
 	"os"
 	"testing"
@@ -33,18 +32,7 @@ func TestMain(m *testing.M) {
 		}
 	}
 	if code == 0 {
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		var leaked []string
-		var err error
-		// Backends exit asynchronously after their client closes.
-		for range 100 {
-			leaked, err = testdb.LeakedConns(ctx)
-			if err != nil || len(leaked) == 0 {
-				break
-			}
-			time.Sleep(100 * time.Millisecond)
-		}
-		cancel()
+		leaked, err := testdb.WaitForLeakedConns(10 * time.Second) // closed backends exit asynchronously
 		if err == nil && len(leaked) > 0 {
 			fmt.Fprintf(os.Stderr, "leaked server connections after the fault suite: %v\n", leaked)
 			code = 1

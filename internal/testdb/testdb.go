@@ -48,10 +48,13 @@ func missing(tb testing.TB, what string) {
 	tb.Skipf("skipping: %s", what)
 }
 
-// URL returns the test database URL (RDSPROXY_TEST_DATABASE or the default).
+// URL returns the test database URL: RDSPROXY_TEST_DATABASE, then
+// DATABASE_URL (which the examples and the quickstart read), then the default.
 func URL() string {
-	if u := os.Getenv(EnvDatabase); u != "" {
-		return u
+	for _, env := range []string{EnvDatabase, "DATABASE_URL"} {
+		if u := os.Getenv(env); u != "" {
+			return u
+		}
 	}
 	return DefaultDatabase
 }
@@ -130,6 +133,25 @@ func CountConns(tb testing.TB, admin *pgx.Conn, app string) int {
 		tb.Fatalf("count connections: %v", err)
 	}
 	return n
+}
+
+// WaitForLeakedConns is TestMain's leak check: it returns the connections
+// this process's tests left open, after giving closed backends up to timeout
+// to exit (the server removes them asynchronously).
+func WaitForLeakedConns(timeout time.Duration) ([]string, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	for {
+		leaked, err := LeakedConns(ctx)
+		if err != nil || len(leaked) == 0 {
+			return leaked, err
+		}
+		select {
+		case <-ctx.Done():
+			return leaked, nil
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
 }
 
 // LeakedConns returns the connections this process's tests left open

@@ -5,26 +5,22 @@
 package exampletest
 
 import (
-	"context"
-	"fmt"
 	"net"
 	"net/url"
 	"os"
 	"path/filepath"
-	"sync"
 	"testing"
-	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/credentials"
-	"github.com/jackc/pgx/v5"
 
 	"github.com/rdsproxy/rdsproxy/internal/proxyemu"
+	"github.com/rdsproxy/rdsproxy/internal/testdb"
 )
 
-// DefaultDatabaseURL works on a fresh machine of the project's kind: local
-// PostgreSQL with trust authentication.
-const DefaultDatabaseURL = "postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable"
+// DefaultDatabaseURL is the library's test default: local PostgreSQL with
+// trust authentication.
+const DefaultDatabaseURL = testdb.DefaultDatabase
 
 // Test credentials and region the emulator accepts. They are not real AWS
 // credentials.
@@ -39,42 +35,13 @@ func Credentials() aws.CredentialsProvider {
 	return credentials.NewStaticCredentialsProvider(AccessKey, SecretKey, "")
 }
 
-// URL returns DATABASE_URL or the default.
-func URL() string {
-	if u := os.Getenv("DATABASE_URL"); u != "" {
-		return u
-	}
-	return DefaultDatabaseURL
-}
-
-var (
-	reachOnce sync.Once
-	reachErr  error
-)
+// URL returns the test database URL: RDSPROXY_TEST_DATABASE, DATABASE_URL or
+// the default (the library's test harness decides, so both agree).
+func URL() string { return testdb.URL() }
 
 // Require skips (outside CI) or fails (CI=true) tb when PostgreSQL is not
 // reachable, and returns its URL.
-func Require(tb testing.TB) string {
-	tb.Helper()
-	reachOnce.Do(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		c, err := pgx.Connect(ctx, URL())
-		if err != nil {
-			reachErr = err
-			return
-		}
-		c.Close(ctx)
-	})
-	if reachErr != nil {
-		msg := fmt.Sprintf("PostgreSQL is not reachable (set DATABASE_URL, default %s): %v", DefaultDatabaseURL, reachErr)
-		if os.Getenv("CI") == "true" {
-			tb.Fatal("CI=true but " + msg)
-		}
-		tb.Skip("skipping: " + msg)
-	}
-	return URL()
-}
+func Require(tb testing.TB) string { return testdb.Require(tb) }
 
 // Proxy starts the RDS Proxy emulator in front of the test database and
 // returns it with an iam=true DSN for it (verifying the emulator's test CA).
