@@ -56,7 +56,11 @@ a fleet does not reconnect in lockstep. At every reuse a one-syscall probe
 server sent before closing: connections the proxy dropped, backends killed by
 failover, and connections that outlived a Lambda freeze are replaced without
 the caller seeing an error. A connection idle for over a second also gets
-pgx's ping.
+pgx's ping, and so does every connection once after any connection of the
+pool died at the server's hand: failover or an administrator's kill takes
+siblings too, a signalled backend shows nothing on its socket yet, and a
+failed ping is retried by database/sql where a failed statement would reach
+the caller.
 
 [Open] also sets database/sql's own limits to match (SetMaxOpenConns,
 SetMaxIdleConns, SetConnMaxIdleTime, SetConnMaxLifetime), so db.Stats()

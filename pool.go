@@ -102,6 +102,7 @@ type connState struct {
 	prober     *conncheck.Prober
 	opStart    atomic.Int64  // unix nanos the running statement started, 0 if untimed (telemetry.go)
 	opName     atomic.Uint32 // its index in opNames
+	deathsSeen atomic.Uint64 // poolPolicy.deaths when this connection was last verified
 }
 
 const customDataKey = "rdsproxy.conn"
@@ -125,6 +126,16 @@ type poolPolicy struct {
 	lifetime, jitter, idle time.Duration
 	now                    func() time.Time
 	onRetire               func(reason string)
+
+	// deaths counts connections of this pool found dead by the server's hand
+	// (a statement failed and pgx closed the connection, or the probe saw the
+	// socket closed). One backend dying is usually not alone: failover,
+	// pg_terminate_backend of an application, a proxy restart take its
+	// siblings too, and a sibling signalled but not yet gone shows nothing on
+	// its socket. So after a death every other connection gets one ping at its
+	// next checkout: a failed ping is retried by database/sql on another
+	// connection, where a failed statement would reach the caller.
+	deaths atomic.Uint64
 }
 
 func (p *poolPolicy) afterConnect(conn *pgx.Conn) {
@@ -135,6 +146,7 @@ func (p *poolPolicy) afterConnect(conn *pgx.Conn) {
 	}
 	s.lastActive.Store(now.UnixNano())
 	s.prober = conncheck.NewProber(conn.PgConn().Conn())
+	s.deathsSeen.Store(p.deaths.Load()) // a new connection is verified by its own handshake
 	conn.PgConn().CustomData()[customDataKey] = s
 }
 
@@ -184,12 +196,37 @@ func (p *poolPolicy) shouldPing(conn *pgx.Conn, idle time.Duration) bool {
 		switch s.prober.Probe() {
 		case conncheck.Closed:
 			p.markRetired(conn, retireBroken)
+			p.noteDeath(s)
 			return false
 		case conncheck.Pending:
 			return true // probably a FATAL before close; the ping settles it
 		}
+		if d := p.deaths.Load(); s.deathsSeen.Load() != d {
+			s.deathsSeen.Store(d)
+			return true // a sibling died since this one was last verified
+		}
 	}
 	return idle > pingAfterIdle
+}
+
+// noteDeath records that a connection of this pool died, so that the others
+// are verified before their next use (see poolPolicy.deaths). s, the dead
+// connection's state, is marked as having seen its own death.
+func (p *poolPolicy) noteDeath(s *connState) {
+	d := p.deaths.Add(1)
+	if s != nil {
+		s.deathsSeen.Store(d)
+	}
+}
+
+// statementEnded is called after every statement: a failed one that left the
+// connection closed means the server (or the network) ended the session.
+func (p *poolPolicy) statementEnded(conn *pgx.Conn, err error) {
+	if err != nil && conn.IsClosed() {
+		p.noteDeath(stateOf(conn))
+		return
+	}
+	p.touch(conn)
 }
 
 // resetSession is stdlib's OptionResetSession hook: it runs after the ping

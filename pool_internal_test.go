@@ -3,6 +3,7 @@ package rdsproxy
 import (
 	"context"
 	"database/sql"
+	"errors"
 	"sync"
 	"testing"
 	"time"
@@ -115,4 +116,33 @@ func TestJitterSpreadsDeadlines(t *testing.T) {
 		return nil
 	}))
 	require.Greater(t, len(deadlines), 150, "jitter should give (nearly) every connection its own deadline")
+}
+
+// TestSiblingDeathTriggersOnePing: after any connection of the pool dies, each
+// other connection is pinged once at its next checkout (a signalled backend
+// shows nothing on its socket; a failed ping is retried by database/sql, a
+// failed statement would reach the caller), and then no more.
+func TestSiblingDeathTriggersOnePing(t *testing.T) {
+	db, c, _, _ := openWithClock(t, "pool_max_conns", "2")
+	ctx := context.Background()
+	conn, err := db.Conn(ctx)
+	require.NoError(t, err)
+	defer conn.Close()
+	require.NoError(t, conn.Raw(func(dc any) error {
+		pc := dc.(interface{ Conn() *pgx.Conn }).Conn()
+		p := c.policy
+		require.False(t, p.shouldPing(pc, 0), "a quiet, just-used connection needs no ping")
+		p.noteDeath(nil)
+		require.True(t, p.shouldPing(pc, 0), "a sibling died: verify this one")
+		require.False(t, p.shouldPing(pc, 0), "verified once per death")
+
+		// A statement failing on a closed connection counts as a death.
+		before := p.deaths.Load()
+		p.statementEnded(pc, errors.New("some error"))
+		require.Equal(t, before, p.deaths.Load(), "an error on an open connection is not a death")
+		require.NoError(t, pc.Close(ctx))
+		p.statementEnded(pc, errors.New("FATAL: terminating connection due to administrator command"))
+		require.Equal(t, before+1, p.deaths.Load())
+		return nil
+	}))
 }

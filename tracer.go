@@ -57,7 +57,7 @@ func (t *tracer) TraceQueryStart(ctx context.Context, conn *pgx.Conn, data pgx.T
 }
 
 func (t *tracer) TraceQueryEnd(ctx context.Context, conn *pgx.Conn, data pgx.TraceQueryEndData) {
-	t.c.policy.touch(conn)
+	t.c.policy.statementEnded(conn, data.Err)
 	t.c.tel.queryEnd(ctx, conn, data.Err)
 }
 
@@ -69,6 +69,7 @@ func (t *tracer) TraceBatchStart(ctx context.Context, conn *pgx.Conn, _ pgx.Trac
 func (t *tracer) TraceBatchQuery(context.Context, *pgx.Conn, pgx.TraceBatchQueryData) {}
 
 func (t *tracer) TraceBatchEnd(ctx context.Context, conn *pgx.Conn, data pgx.TraceBatchEndData) {
+	t.c.policy.statementEnded(conn, data.Err)
 	t.c.tel.queryEnd(ctx, conn, data.Err)
 }
 
