@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
 	"go.opentelemetry.io/otel/metric"
 	"go.opentelemetry.io/otel/trace"
 )
@@ -98,6 +99,7 @@ type Config struct {
 	healthCheckSet bool
 	execModeSet    bool
 	iamOpts        iamOptions
+	parsedPool     *pgxpool.Config // from ParseConfig, so a connector need not parse a DSN again
 
 	// MeterProvider receives the driver's metrics (see the package
 	// documentation, Telemetry). Set it with [WithMeterProvider]. Default:

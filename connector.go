@@ -87,9 +87,17 @@ func newConnector(cfg *Config, opts []Option, knobsSetByOpen bool) (*Connector, 
 		onRetire: c.tel.onRetire,
 	}
 
-	pc, err := pgxpool.ParseConfig("")
-	if err != nil { // cannot happen for an empty string, but never panic on it
-		return nil, err
+	// pgxpool only accepts a Config made by its ParseConfig; reuse the one
+	// ParseConfig already made rather than parse (and read the environment)
+	// again. Its ConnConfig is replaced by ours, which options may have changed.
+	var pc *pgxpool.Config
+	if cfg.parsedPool != nil {
+		pc = cfg.parsedPool.Copy()
+	} else {
+		var err error
+		if pc, err = pgxpool.ParseConfig(""); err != nil {
+			return nil, err
+		}
 	}
 	pc.ConnConfig = cfg.ConnConfig.Copy()
 	pc.ConnConfig.Tracer = newTracer(c, cfg.Tracer)

@@ -108,6 +108,7 @@ func ParseConfig(dsn string) (*Config, error) {
 		cc.DefaultQueryExecMode = DefaultQueryExecMode
 	}
 	cfg.ConnConfig = cc
+	cfg.parsedPool = pc
 	if err := cfg.validate(); err != nil {
 		return nil, err
 	}

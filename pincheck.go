@@ -151,8 +151,8 @@ type pinChecker struct {
 	warned      int // warnings in the current window
 	suppressed  int // warnings suppressed since the last one sent
 
-	queue    chan pinNotice
-	draining atomic.Bool // a drain goroutine is running
+	queue    chan *pinNotice // pointers: a queue of values would cost every connector ~115 KB up front
+	draining atomic.Bool     // a drain goroutine is running
 }
 
 func newPinChecker(logger *slog.Logger, handler func(PinEvent)) *pinChecker {
@@ -164,7 +164,7 @@ func newPinChecker(logger *slog.Logger, handler func(PinEvent)) *pinChecker {
 		now:       time.Now,
 		warnLimit: pinWarnLimit,
 		window:    pinWarnWindow,
-		queue:     make(chan pinNotice, pinQueueSize),
+		queue:     make(chan *pinNotice, pinQueueSize),
 	}
 }
 
@@ -277,7 +277,7 @@ func (p *pinChecker) report(v *pinVerdict) {
 		clear(p.reported)
 	}
 	p.reported[v.key] = struct{}{}
-	n := pinNotice{event: v.event}
+	n := &pinNotice{event: v.event}
 	if now := p.now(); now.Sub(p.windowStart) >= p.window {
 		p.windowStart, p.warned = now, 0
 	}
@@ -294,7 +294,7 @@ func (p *pinChecker) report(v *pinVerdict) {
 // enqueue hands n to the drain goroutine, starting one if none runs. It never
 // blocks: with the queue full, n is dropped and its warning counted as
 // suppressed.
-func (p *pinChecker) enqueue(n pinNotice) {
+func (p *pinChecker) enqueue(n *pinNotice) {
 	select {
 	case p.queue <- n:
 	default:
@@ -352,7 +352,7 @@ func (p *pinChecker) drain() {
 	}
 }
 
-func (p *pinChecker) deliver(n pinNotice) {
+func (p *pinChecker) deliver(n *pinNotice) {
 	if p.handler != nil {
 		p.handler(n.event)
 	}
