@@ -141,10 +141,11 @@ func (c *Config) validate() error {
 	if c.MaxConns < 1 {
 		return &ConfigError{Key: keyPoolMaxConns, Value: fmt.Sprint(c.MaxConns), Accepted: acceptedMaxConns}
 	}
-	if c.MaxConnLifetime <= 0 || c.MaxConnLifetime+c.MaxConnLifetimeJitter >= proxyClientMaxLife {
+	if c.MaxConnLifetime <= 0 || c.MaxConnLifetime >= proxyClientMaxLife {
 		return &ConfigError{Key: keyPoolMaxConnLifetime, Value: c.MaxConnLifetime.String(), Accepted: acceptedLifetime}
 	}
-	if c.MaxConnLifetimeJitter < 0 {
+	// Compared by subtraction: lifetime+jitter can overflow to a negative value.
+	if c.MaxConnLifetimeJitter < 0 || c.MaxConnLifetimeJitter >= proxyClientMaxLife-c.MaxConnLifetime {
 		return &ConfigError{Key: keyPoolMaxConnLifetimeJitter, Value: c.MaxConnLifetimeJitter.String(), Accepted: acceptedJitter}
 	}
 	if c.MaxConnIdleTime <= 0 {
@@ -158,24 +159,27 @@ func (c *Config) validate() error {
 	default:
 		return &ConfigError{Key: keyPinCheck, Value: string(c.PinCheck), Accepted: acceptedPinCheck}
 	}
-	if c.IAM && plaintextPossible(c.ConnConfig) {
+	if c.IAM && !serverVerified(c.ConnConfig) {
 		return ErrInsecureIAM
 	}
 	return nil
 }
 
-// plaintextPossible reports whether any connection attempt pgx would make can
-// go without TLS. It looks at the effect of sslmode rather than its spelling:
-// disable has no TLS config, allow tries plaintext first, prefer falls back to
-// plaintext.
-func plaintextPossible(cc *pgx.ConnConfig) bool {
-	if cc.TLSConfig == nil {
-		return true
+// serverVerified reports whether every connection attempt pgx would make uses
+// TLS with full verification of the server (sslmode=verify-full). It looks at
+// the effect of sslmode rather than its spelling: disable has no TLS config,
+// allow tries plaintext first, prefer falls back to plaintext, and require and
+// verify-ca skip the host name check (pgx sets InsecureSkipVerify for them). An
+// IAM token is a bearer credential for 15 minutes: it must only go to a server
+// that proved it is the proxy.
+func serverVerified(cc *pgx.ConnConfig) bool {
+	if cc.TLSConfig == nil || cc.TLSConfig.InsecureSkipVerify {
+		return false
 	}
 	for _, fb := range cc.Fallbacks {
-		if fb.TLSConfig == nil {
-			return true
+		if fb.TLSConfig == nil || fb.TLSConfig.InsecureSkipVerify {
+			return false
 		}
 	}
-	return false
+	return true
 }

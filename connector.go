@@ -156,7 +156,17 @@ func (c *Connector) Close() error {
 	if c.closed.Swap(true) {
 		return nil
 	}
-	c.pool.Close()
+	// pgxpool.Close waits until every checked-out connection is back. database/sql
+	// calls Close while a *sql.Conn, Tx or Rows may still hold one, and code like
+	// "conn := db.Conn(); db.Close(); conn.Close()" must not hang: database/sql
+	// itself closes such connections when they are released. So when some are
+	// still out, the pool closes in the background and finishes with the last
+	// release. No new checkout can start: database/sql and Connect are closed.
+	if c.pool.Stat().AcquiredConns() == 0 {
+		c.pool.Close()
+	} else {
+		go c.pool.Close()
+	}
 	c.tel.close()
 	if c.pins != nil {
 		c.pins.flush()

@@ -37,8 +37,10 @@ When the DSN names no sslmode (and PGSSLMODE is unset), rdsproxy uses
 sslmode=verify-full against the system roots, instead of pgx's prefer, which
 silently falls back to plaintext. RDS Proxy presents certificates that chain
 to Amazon's public roots, which system trust stores have. With iam=true,
-sslmode disable, allow and prefer are refused ([ErrInsecureIAM]): each can
-connect without TLS and would send the token in clear.
+only verify-full is accepted ([ErrInsecureIAM]): disable, allow and prefer can
+connect without TLS, and require and verify-ca do not check the server's name,
+so each could hand the token, a bearer credential for 15 minutes, to a server
+that is not the proxy.
 
 # The pool
 

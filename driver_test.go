@@ -337,3 +337,29 @@ func TestWaitAtCapHonoursContext(t *testing.T) {
 	require.Error(t, err)
 	require.True(t, errors.Is(err, context.DeadlineExceeded) || strings.Contains(err.Error(), "deadline"), "got %v", err)
 }
+
+// TestCloseWithConnectionHeld: db.Close must not wait for a *sql.Conn that is
+// still held (database/sql closes it on release), and the connection goes
+// away on the server once it is released.
+func TestCloseWithConnectionHeld(t *testing.T) {
+	dsn := testdb.Require(t)
+	admin := testdb.Admin(t)
+	app := testdb.AppName(t)
+	db, err := rdsproxy.Open(testdb.WithParams(dsn, "application_name", app))
+	require.NoError(t, err)
+	ctx := context.Background()
+	conn, err := db.Conn(ctx)
+	require.NoError(t, err)
+	require.NoError(t, conn.PingContext(ctx))
+
+	closed := make(chan error, 1)
+	go func() { closed <- db.Close() }()
+	select {
+	case err := <-closed:
+		require.NoError(t, err)
+	case <-time.After(30 * time.Second): // watchdog, not a timing assertion
+		t.Fatal("db.Close blocked on a held connection")
+	}
+	require.NoError(t, conn.Close())
+	require.Eventually(t, func() bool { return testdb.CountConns(t, admin, app) == 0 }, 10*time.Second, 10*time.Millisecond)
+}

@@ -45,7 +45,7 @@ const (
 	acceptedPinCheck         = "off or warn"
 	acceptedMaxConns         = "a whole number from 1 to 10000"
 	acceptedLifetime         = "a Go duration such as 30m, above 0 and, with its jitter, below 24h (RDS Proxy's fixed client connection life)"
-	acceptedJitter           = "a Go duration such as 5m, 0 or above"
+	acceptedJitter           = "a Go duration such as 5m, 0 or above and, with the lifetime, below 24h (RDS Proxy's fixed client connection life)"
 	acceptedPositiveDuration = "a Go duration above 0, such as 5m"
 	maxMaxConns              = 10000
 )
@@ -65,14 +65,31 @@ const defaultSSLMode = "verify-full"
 // Keys are validated up front; an error names the key and the accepted values
 // and never contains the password.
 func ParseConfig(dsn string) (*Config, error) {
-	dsn = withDefaultSSLMode(dsn)
+	withDefault := withDefaultSSLMode(dsn)
 
 	// Parse once at the pgconn level to see every key as the user wrote it
 	// (pgx and pgxpool consume some keys and apply defaults for missing ones).
-	raw, err := pgconn.ParseConfig(dsn)
+	raw, err := pgconn.ParseConfig(withDefault)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrConfig, err)
 	}
+	if withDefault != dsn {
+		// The default is added to the text. A URL whose password holds an
+		// unescaped '#' or '?' (pgx accepts them) could be cut in the wrong
+		// place; then say so instead of silently keeping pgx's plaintext-capable
+		// default.
+		orig, err := pgconn.ParseConfig(dsn)
+		if err != nil {
+			return nil, fmt.Errorf("%w: %w", ErrConfig, err)
+		}
+		if orig.User != raw.User || orig.Password != raw.Password || orig.Host != raw.Host ||
+			orig.Port != raw.Port || orig.Database != raw.Database {
+			return nil, &ConfigError{Key: "sslmode", Value: "(not given)",
+				Accepted: "an explicit sslmode in this URL (e.g. sslmode=verify-full): the default could not be added " +
+					"because the URL has an unescaped '#' or '?' before its query; percent-encode it (%23, %3F) or set sslmode"}
+		}
+	}
+	dsn = withDefault
 	given := raw.RuntimeParams
 
 	for key := range given {
@@ -81,7 +98,9 @@ func ParseConfig(dsn string) (*Config, error) {
 		}
 		for _, p := range reservedPrefixes {
 			if strings.HasPrefix(key, p) {
-				return nil, &ConfigError{Key: key, Value: given[key],
+				// The value is not echoed: an unknown key may be a guess such as
+				// aws_secret_access_key, and its value a secret.
+				return nil, &ConfigError{Key: key, Value: "(not shown)",
 					Accepted: "no such key; rdsproxy's keys are " + strings.Join(ownKeys, ", ")}
 			}
 		}
@@ -173,7 +192,7 @@ func (c *Config) setKey(key, v string) error {
 		c.MaxConnLifetime, c.lifetimeSet = d, true
 	case keyPoolMaxConnLifetimeJitter:
 		d, err := time.ParseDuration(v)
-		if err != nil || d < 0 {
+		if err != nil || d < 0 || d >= proxyClientMaxLife {
 			return bad(acceptedJitter, nil)
 		}
 		c.MaxConnLifetimeJitter, c.jitterSet = d, true

@@ -40,6 +40,10 @@ func TestParseConfigErrors(t *testing.T) {
 		{base + "?iam=true&sslmode=disable&aws_region=us-east-1", "sslmode", "verify-full"},
 		{base + "?iam=true&sslmode=prefer&aws_region=us-east-1", "sslmode", "verify-full"},
 		{base + "?iam=true&sslmode=allow&aws_region=us-east-1", "sslmode", "verify-full"},
+		{base + "?iam=true&sslmode=require&aws_region=us-east-1", "sslmode", "verify-full"},
+		{base + "?iam=true&sslmode=verify-ca&aws_region=us-east-1", "sslmode", "verify-full"},
+		{base + "?pool_max_conn_lifetime_jitter=2562047h47m", "pool_max_conn_lifetime_jitter", "24h"},
+		{base + "?pool_max_conn_lifetime=23h&pool_max_conn_lifetime_jitter=1h", "pool_max_conn_lifetime_jitter", "24h"},
 		{"postgres://app:" + secretPassword + "@db.example.com:99999/appdb", "port", ""},
 		{"postgres://app:" + secretPassword + "%zz@db.example.com/appdb", "password", ""},
 		{"host=h password='" + secretPassword, "unterminated", ""},
@@ -66,6 +70,39 @@ func TestParseConfigErrors(t *testing.T) {
 	}
 }
 
+// TestUnknownKeyValueIsNotEchoed: an unknown key may be a guess such as
+// aws_secret_access_key; its value must not appear in the error.
+func TestUnknownKeyValueIsNotEchoed(t *testing.T) {
+	for _, key := range []string{"aws_secret_access_key", "aws_session_token", "pool_password", "iam_token"} {
+		_, err := rdsproxy.ParseConfig("postgres://app@db.example.com/appdb?" + key + "=" + secretPassword)
+		require.ErrorIs(t, err, rdsproxy.ErrConfig)
+		require.Contains(t, err.Error(), key)
+		require.NotContains(t, err.Error(), secretPassword)
+		require.NotContains(t, err.Error(), "S3cr3t")
+	}
+}
+
+// TestDefaultSSLModeWithReservedCharactersInPassword: pgx accepts a URL
+// password with an unescaped '#' or '?'. The default sslmode must then either
+// apply with the password intact, or fail loudly; never silently fall back to
+// pgx's plaintext-capable default.
+func TestDefaultSSLModeWithReservedCharactersInPassword(t *testing.T) {
+	t.Setenv("PGSSLMODE", "")
+	for _, pw := range []string{"pa#ss", "pa?ss", "p#a?ss"} {
+		dsn := "postgres://app:" + pw + "@db.example.com:5432/appdb"
+		cfg, err := rdsproxy.ParseConfig(dsn)
+		if err != nil {
+			require.ErrorIs(t, err, rdsproxy.ErrConfig)
+			require.Contains(t, err.Error(), "sslmode")
+			require.NotContains(t, err.Error(), pw)
+			continue
+		}
+		require.Equal(t, pw, cfg.ConnConfig.Password, "the password must survive")
+		require.NotNil(t, cfg.ConnConfig.TLSConfig)
+		require.False(t, cfg.ConnConfig.TLSConfig.InsecureSkipVerify, "the verify-full default must apply")
+	}
+}
+
 func TestOptionErrors(t *testing.T) {
 	dsn := "postgres://app@db.example.com/appdb"
 	for _, opt := range []struct {
@@ -75,6 +112,7 @@ func TestOptionErrors(t *testing.T) {
 		{"WithMaxConns", rdsproxy.WithMaxConns(0)},
 		{"WithMaxConnLifetime", rdsproxy.WithMaxConnLifetime(0, 0)},
 		{"WithMaxConnLifetime", rdsproxy.WithMaxConnLifetime(23*60*60e9, 2*60*60e9)},
+		{"WithMaxConnLifetime", rdsproxy.WithMaxConnLifetime(30*60e9, 1<<62)},
 		{"WithMaxConnIdleTime", rdsproxy.WithMaxConnIdleTime(-1)},
 		{"WithPinCheck", rdsproxy.WithPinCheck("loud")},
 		{"WithLogger", rdsproxy.WithLogger(nil)},
@@ -148,7 +186,7 @@ func FuzzParseConfig(f *testing.F) {
 	f.Add("iam=maybe")
 	f.Add("pool_max_conns='7' aws_region=cn-north-1")
 	f.Fuzz(func(t *testing.T, extra string) {
-		dsn := "host=db.example.com user=app dbname=appdb sslmode=require password=" + secretPassword + " " + extra
+		dsn := "host=db.example.com user=app dbname=appdb sslmode=verify-full password=" + secretPassword + " " + extra
 		cfg, err := rdsproxy.ParseConfig(dsn)
 		if err != nil {
 			if strings.Contains(err.Error(), secretPassword) {
@@ -156,7 +194,7 @@ func FuzzParseConfig(f *testing.F) {
 			}
 			return
 		}
-		again, err := rdsproxy.ParseConfig("host=db.example.com user=app dbname=appdb sslmode=require " + cfg.FormatOwnKeys())
+		again, err := rdsproxy.ParseConfig("host=db.example.com user=app dbname=appdb sslmode=verify-full " + cfg.FormatOwnKeys())
 		if err != nil {
 			t.Fatalf("re-parsing %q: %v", cfg.FormatOwnKeys(), err)
 		}

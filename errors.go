@@ -15,9 +15,9 @@ var (
 
 	// ErrInsecureIAM is returned when iam=true is combined with an sslmode that
 	// may send the token in clear text.
-	ErrInsecureIAM = errors.New("rdsproxy: iam=true needs TLS, but sslmode is disable, allow or prefer, " +
-		"which can connect without it and send the IAM token in clear; remove sslmode (the default is verify-full) " +
-		"or set sslmode=verify-full")
+	ErrInsecureIAM = errors.New("rdsproxy: iam=true needs TLS that verifies the server, but sslmode is disable, allow, " +
+		"prefer, require or verify-ca, which can connect without TLS or to a server whose name was not checked, and " +
+		"hand it the IAM token; remove sslmode (the default is verify-full) or set sslmode=verify-full")
 
 	// ErrNoRegion is returned by Open and NewConnector when iam=true and no AWS
 	// region can be found.

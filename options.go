@@ -32,7 +32,8 @@ func WithMaxConns(n int) Option {
 // pool_max_conn_lifetime and pool_max_conn_lifetime_jitter).
 func WithMaxConnLifetime(lifetime, jitter time.Duration) Option {
 	return func(c *Config) error {
-		if lifetime <= 0 || jitter < 0 || lifetime+jitter >= proxyClientMaxLife {
+		// Subtraction, not lifetime+jitter, which can overflow to a negative value.
+		if lifetime <= 0 || lifetime >= proxyClientMaxLife || jitter < 0 || jitter >= proxyClientMaxLife-lifetime {
 			return &ConfigError{Key: "WithMaxConnLifetime", Value: lifetime.String() + " + " + jitter.String(), Accepted: acceptedLifetime}
 		}
 		c.MaxConnLifetime, c.MaxConnLifetimeJitter = lifetime, jitter
