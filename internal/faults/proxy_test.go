@@ -94,18 +94,21 @@ func TestBorrowTimeout(t *testing.T) {
 	p, dsn := emulator(t, pgBackend(t), app, 0)
 	db := openDB(t, testdb.WithParams(dsn, "pool_max_conns", "2"), rdsproxy.WithCredentialsProvider(testCreds))
 	ctx := context.Background()
-	require.NoError(t, queryOne(ctx, db)) // one idle connection in the pool
+	require.NoError(t, queryOne(ctx, db))
+	// Take the connection before the fault starts: a checkout may ping (after
+	// a second idle on a loaded machine), and the proxy refuses pings too.
+	held, err := db.Conn(ctx)
+	require.NoError(t, err)
 
 	p.SetBorrowTimeout(true)
 	// On the open connection: a statement is refused, the session stays usable.
-	err := queryOne(ctx, db)
+	var n int
+	err = evidence.err(held.QueryRowContext(ctx, "SELECT 1").Scan(&n))
 	require.Error(t, err)
 	require.True(t, rdsproxy.IsBorrowTimeout(err), "got %v", err)
 	require.Contains(t, err.Error(), proxyemu.MsgBorrowTimeout)
 
-	// A new connection: hold the idle one so the pool must dial.
-	held, err := db.Conn(ctx)
-	require.NoError(t, err)
+	// A new connection: the held one is busy, so the pool must dial.
 	err = evidence.err(queryOne(ctx, db))
 	require.ErrorIs(t, err, rdsproxy.ErrBorrowTimeout)
 	require.True(t, rdsproxy.IsBorrowTimeout(err))
