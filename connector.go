@@ -17,6 +17,11 @@ import (
 // retired and transparently try another one.
 var errRetire = driver.ErrBadConn
 
+// errHandBack makes database/sql release a healthy connection (back to
+// pgxpool, for a waiting caller) and transparently try another one. Nothing
+// was sent on it, so the retry is safe.
+var errHandBack = driver.ErrBadConn
+
 // Connector is a [driver.Connector] for [database/sql.OpenDB]. It owns a pool
 // of physical connections (a pgxpool.Pool) and hands database/sql pgx's own
 // *stdlib.Conn, unwrapped: (*sql.Conn).Raw yields *stdlib.Conn, CopyFrom and
@@ -27,10 +32,12 @@ type Connector struct {
 	pool   *pgxpool.Pool
 	std    driver.Connector // stdlib's connector over pool
 	policy *poolPolicy
-	iam    *iamState   // nil unless iam=true
-	pins   *pinChecker // nil unless pin_check=warn
-	tel    *telemetry  // OpenTelemetry instruments (telemetry.go)
-	closed atomic.Bool
+	// waiting counts callers inside Connect, for the fairness rule in pool.go.
+	waiting atomic.Int64
+	iam     *iamState   // nil unless iam=true
+	pins    *pinChecker // nil unless pin_check=warn
+	tel     *telemetry  // OpenTelemetry instruments (telemetry.go)
+	closed  atomic.Bool
 }
 
 // Compile-time checks of the interfaces database/sql looks for.
@@ -86,6 +93,7 @@ func newConnector(cfg *Config, opts []Option, knobsSetByOpen bool) (*Connector, 
 		now:      time.Now,
 		onRetire: c.tel.onRetire,
 	}
+	c.policy.contended = c.contended
 
 	// pgxpool only accepts a Config made by its ParseConfig; reuse the one
 	// ParseConfig already made rather than parse (and read the environment)
@@ -125,11 +133,13 @@ func (c *Connector) Connect(ctx context.Context) (driver.Conn, error) {
 	var conn driver.Conn
 	var err error
 	start := c.tel.checkoutStart(ctx)
+	c.waiting.Add(1)
 	if c.iam != nil {
 		conn, err = c.connectIAM(ctx)
 	} else {
 		conn, err = c.std.Connect(ctx)
 	}
+	c.waiting.Add(-1)
 	c.tel.checkoutEnd(ctx, start, err)
 	if err != nil {
 		if c.closed.Load() {
@@ -138,6 +148,13 @@ func (c *Connector) Connect(ctx context.Context) (driver.Conn, error) {
 		return nil, classifyError(err) // the proxy's borrow timeout matches ErrBorrowTimeout
 	}
 	return conn, nil
+}
+
+// contended reports whether a caller waits in Connect while every connection
+// is checked out. Stat takes pgxpool's lock, so it is read only when someone
+// is in Connect at all.
+func (c *Connector) contended() bool {
+	return c.waiting.Load() > 0 && c.pool.Stat().AcquiredConns() >= c.cfg.MaxConns
 }
 
 // Driver returns the rdsproxy driver.

@@ -70,7 +70,9 @@ reports them. Under plain sql.Open or sql.OpenDB, database/sql keeps up to 2
 idle connections of its own that a driver cannot reclaim; a default cap is
 therefore never below 3 there, or a third concurrent caller could wait forever.
 An explicit pool_max_conns is honoured; set db.SetMaxOpenConns to the same
-value when it is below 3.
+value when it is below 3. While a caller waits in the connector at the cap, a
+reuse of one of database/sql's idle connections hands it to the waiter instead,
+so no caller is starved by others that keep querying.
 
 # RDS Proxy
 

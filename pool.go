@@ -103,6 +103,7 @@ type connState struct {
 	opStart    atomic.Int64  // unix nanos the running statement started, 0 if untimed (telemetry.go)
 	opName     atomic.Uint32 // its index in opNames
 	deathsSeen atomic.Uint64 // poolPolicy.deaths when this connection was last verified
+	handBack   atomic.Bool   // give this connection to a waiting caller instead of reusing it (fairness)
 }
 
 const customDataKey = "rdsproxy.conn"
@@ -136,6 +137,10 @@ type poolPolicy struct {
 	// next checkout: a failed ping is retried by database/sql on another
 	// connection, where a failed statement would reach the caller.
 	deaths atomic.Uint64
+
+	// contended reports whether a caller is waiting in the connector for a
+	// connection at the cap. nil means never (tests).
+	contended func() bool
 }
 
 func (p *poolPolicy) afterConnect(conn *pgx.Conn) {
@@ -236,6 +241,9 @@ func (p *poolPolicy) resetSession(_ context.Context, conn *pgx.Conn) error {
 		if r, _ := s.retire.Load().(string); r != "" {
 			return errRetire
 		}
+		if s.handBack.Swap(false) {
+			return errHandBack
+		}
 	}
 	p.touch(conn)
 	return nil
@@ -278,6 +286,21 @@ func (p *poolPolicy) configurePool(pc *pgxpool.Config, maxConns int32, healthChe
 func (p *poolPolicy) stdlibOptions() []stdlib.OptionOpenDB {
 	return []stdlib.OptionOpenDB{
 		stdlib.OptionShouldPing(func(_ context.Context, sp stdlib.ShouldPingParams) bool {
+			// Fairness under plain sql.Open: database/sql hands its idle
+			// connections to whoever asks next and never to a caller already
+			// waiting in the connector at the cap, which can starve that caller
+			// for as long as the others keep querying. While someone waits, a
+			// reuse gives the connection back to pgxpool, which serves waiters
+			// in order; database/sql retries the reusing caller transparently
+			// and it queues like everyone else. No ping is spent on it. Under
+			// Open, database/sql queues callers at the cap itself and this
+			// never triggers.
+			if p.contended != nil && p.contended() {
+				if s := stateOf(sp.Conn); s != nil {
+					s.handBack.Store(true)
+					return false
+				}
+			}
 			return p.shouldPing(sp.Conn, sp.IdleDuration)
 		}),
 		stdlib.OptionResetSession(p.resetSession),
