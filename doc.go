@@ -201,7 +201,9 @@ fingerprint with literals replaced by ?, with [WithQueryFingerprintAttribute].
 IAM token hook, pinning check and proxy-tuned pool limits, for code that uses
 pgxpool directly. pgxpool enforces the lifetime, jitter and idle limits itself
 there. pgxpool cannot retry a dial, so a rejected cached token fails that one
-Acquire; it is dropped from the cache and the next dial signs a fresh one.
+Acquire; it is dropped from the cache and the next dial signs a fresh one. Of
+the telemetry, only the pinning counter is recorded on this path: the pool
+metrics, connect spans and operation durations belong to the [Connector].
 
 # Failures
 

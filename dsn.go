@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"net/url"
 	"os"
-	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -14,6 +13,8 @@ import (
 
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/rdsproxy/rdsproxy/internal/iamauth"
 )
 
 // DSN keys of rdsproxy's own. The pool_* keys have the names and meanings of
@@ -49,10 +50,6 @@ const (
 	acceptedPositiveDuration = "a Go duration above 0, such as 5m"
 	maxMaxConns              = 10000
 )
-
-// regionPattern matches AWS region names (us-east-1, us-gov-west-1, cn-north-1,
-// eu-central-2, ap-southeast-3, il-central-1).
-var regionPattern = regexp.MustCompile(`^[a-z]{2}(-[a-z]+)+-[0-9]+$`)
 
 // defaultSSLMode is used when neither the DSN nor PGSSLMODE names an sslmode.
 // pgx's own default is prefer, which silently falls back to plaintext; RDS Proxy
@@ -167,7 +164,7 @@ func (c *Config) setKey(key, v string) error {
 			return bad(acceptedBool, nil)
 		}
 	case keyAWSRegion:
-		if !regionPattern.MatchString(v) {
+		if !iamauth.ValidRegion(v) {
 			return bad(acceptedRegion, nil)
 		}
 		c.AWSRegion = v

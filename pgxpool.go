@@ -4,7 +4,7 @@ package rdsproxy
 
 import (
 	"context"
-	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -88,7 +88,7 @@ func NewPgxpoolConfig(dsn string, opts ...Option) (*pgxpool.Config, error) {
 				return err
 			}
 			if used, cached, signedAt := rec.get(); used && cached {
-				it.pending.Store(cc.Password, signedAt)
+				it.pending.Store(&pendingToken{value: cc.Password, signedAt: signedAt})
 			}
 			return nil
 		}
@@ -102,10 +102,18 @@ func NewPgxpoolConfig(dsn string, opts ...Option) (*pgxpool.Config, error) {
 // rejected a dial that used it, so that pgxpool's next dial signs a fresh one
 // (the connector retries the dial itself instead). BeforeConnect records the
 // cached tokens it hands out, keyed by value, because pgx copies the
-// ConnConfig between BeforeConnect and the connect tracer.
+// ConnConfig between BeforeConnect and the connect tracer. Only the latest
+// cached token is remembered: every dial of the pool uses the same key, a dial
+// whose token was replaced meanwhile needs no invalidation (the new one is
+// newer), and nothing accumulates if the user replaces the tracer.
 type iamDialTracer struct {
 	iam     *iamState
-	pending sync.Map // token value -> SignedAt (time.Time) of a cached token being dialed with
+	pending atomic.Pointer[pendingToken]
+}
+
+type pendingToken struct {
+	value    string
+	signedAt time.Time
 }
 
 type iamDialKey struct{}
@@ -116,8 +124,8 @@ var (
 )
 
 func (t *iamDialTracer) TraceConnectStart(ctx context.Context, data pgx.TraceConnectStartData) context.Context {
-	if signedAt, ok := t.pending.LoadAndDelete(data.ConnConfig.Password); ok {
-		return context.WithValue(ctx, iamDialKey{}, signedAt)
+	if p := t.pending.Load(); p != nil && p.value == data.ConnConfig.Password {
+		return context.WithValue(ctx, iamDialKey{}, p.signedAt)
 	}
 	return ctx
 }

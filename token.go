@@ -156,7 +156,7 @@ func WithTokenFunc(f TokenFunc) Option {
 func (c *Config) resolveRegion() (string, error) {
 	for _, r := range []string{c.AWSRegion, c.iamOpts.awsRegion, os.Getenv("AWS_REGION"), os.Getenv("AWS_DEFAULT_REGION")} {
 		if r != "" {
-			if !regionPattern.MatchString(r) {
+			if !iamauth.ValidRegion(r) {
 				return "", &ConfigError{Key: keyAWSRegion, Value: r, Accepted: acceptedRegion}
 			}
 			return r, nil

@@ -38,7 +38,7 @@ var (
 // multitracer calls every interface each of them implements.
 func newTracer(c *Connector, user pgx.QueryTracer) pgx.QueryTracer {
 	var t pgx.QueryTracer = &tracer{c: c}
-	if c.tel == nil { // NewPgxpoolConfig's connector: query and pinning metrics only
+	if c.tel == nil { // NewPgxpoolConfig's connector: pinning metrics only (no per-connection state, so no operation duration)
 		c.tel = newTelemetry(c.cfg)
 	}
 	if c.cfg.PinCheck == PinCheckWarn {

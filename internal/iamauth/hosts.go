@@ -41,7 +41,7 @@ func RegionFromHost(host string) (string, bool) {
 	}
 	labels := strings.Split(rest, ".")
 	region := labels[len(labels)-1]
-	if !validRegion(region) {
+	if !ValidRegion(region) {
 		return "", false
 	}
 	switch {
@@ -61,10 +61,10 @@ func RegionFromHost(host string) (string, bool) {
 	return region, true
 }
 
-// validRegion accepts region names such as us-east-1, eu-central-2,
+// ValidRegion accepts region names such as us-east-1, eu-central-2,
 // us-gov-west-1, cn-northwest-1, ap-southeast-7: lower-case letter groups
 // separated by '-', ending with a number.
-func validRegion(r string) bool {
+func ValidRegion(r string) bool {
 	parts := strings.Split(r, "-")
 	if len(parts) < 3 {
 		return false
