@@ -35,9 +35,11 @@ const (
 // returned an error is absent unless the error was reported as an ambiguous
 // commit (rdsproxy.IsAmbiguousCommit). driver.ErrBadConn never hides a commit
 // that may have happened: no row whose COMMIT returned it is present. Readers
-// recover by themselves: a reader sees at most one error per kill (the
-// statement that was in flight on the killed backend), and every reader and
-// writer succeeds again after the last kill.
+// recover by themselves: half of them use rdsproxy.RetryRead (the read is
+// idempotent) and see at most one error per kill, in practice none; the
+// plain ones see no error once a kill has completed (during one, a plain
+// reader can occasionally see two, see the comment at the check), and every
+// reader and writer succeeds again after the last kill.
 func TestBackendsKilledUnderLoad(t *testing.T) {
 	dsn := testdb.Require(t)
 	app := testdb.AppName(t)
@@ -105,7 +107,17 @@ func TestBackendsKilledUnderLoad(t *testing.T) {
 				var n int64
 				e, settled := epoch.Load(), completed.Load()
 				opCtx, cancel := context.WithTimeout(ctx, 30*time.Second)
-				err := rdb.QueryRowContext(opCtx, "SELECT count(*) FROM "+table+" WHERE writer = $1", r%writers).Scan(&n)
+				read := func(ctx context.Context) error {
+					return rdb.QueryRowContext(ctx, "SELECT count(*) FROM "+table+" WHERE writer = $1", r%writers).Scan(&n)
+				}
+				var err error
+				if r%2 == 1 {
+					// Half the readers declare their read idempotent and use
+					// rdsproxy.RetryRead, as the docs advise for reads.
+					err = rdsproxy.RetryRead(opCtx, rdsproxy.RetryPolicy{}, read)
+				} else {
+					err = read(opCtx)
+				}
 				cancel()
 				if err != nil {
 					evidence.err(err)
@@ -207,9 +219,13 @@ func TestBackendsKilledUnderLoad(t *testing.T) {
 	// signalled and not yet exited (the socket shows nothing yet), and see a
 	// second error within the same kill. Once the kill has completed, the
 	// probe catches every dead connection and no reader sees an error.
-	maxPerKill, perKillOverOne := 0, 0
+	maxPerKill, perKillOverOne, retryMaxPerKill := 0, 0, 0
 	for r := range readers {
 		for _, n := range readErrs[r] {
+			if r%2 == 1 {
+				retryMaxPerKill = max(retryMaxPerKill, n)
+				continue
+			}
 			maxPerKill = max(maxPerKill, n)
 			if n > 1 {
 				perKillOverOne++
@@ -217,13 +233,15 @@ func TestBackendsKilledUnderLoad(t *testing.T) {
 		}
 	}
 	require.Zero(t, unexplained, "readers saw errors outside the kills")
+	// Readers using RetryRead: at most one error per kill (in practice none).
+	require.LessOrEqual(t, retryMaxPerKill, 1, "a RetryRead reader saw more than one error within one kill")
 	require.Positive(t, killed, "the kills found no backend to terminate")
 
 	t.Logf("RESULT case=backends_killed kills=%d backends_killed=%d writes_attempted=%d acked=%d lost_acked=%d "+
 		"failed_before_commit=%d commit_failed_not_committed=%d commit_ambiguous=%d ambiguous_committed=%d ambiguous_absent=%d "+
-		"commit_errors_badconn=%d phantom=%d reads_ok=%d read_errors=%d read_errors_after_kill_completed=%d max_read_errors_per_reader_per_kill=%d reader_kills_with_2plus_errors=%d",
+		"commit_errors_badconn=%d phantom=%d reads_ok=%d read_errors=%d read_errors_after_kill_completed=%d max_read_errors_per_reader_per_kill=%d reader_kills_with_2plus_errors=%d retryread_max_errors_per_kill=%d",
 		kills, killed, len(outcomes), acked.Load(), lost, preFailed, commitFailed, ambiguousCommitted+ambiguousAbsent,
-		ambiguousCommitted, ambiguousAbsent, len(badConnIDs), phantom, reads.Load(), readErrTotal.Load(), unexplained, maxPerKill, perKillOverOne)
+		ambiguousCommitted, ambiguousAbsent, len(badConnIDs), phantom, reads.Load(), readErrTotal.Load(), unexplained, maxPerKill, perKillOverOne, retryMaxPerKill)
 	for i, e := range commitErrs {
 		if i < 3 {
 			t.Logf("sample COMMIT error (ambiguous=%v): %v", rdsproxy.IsAmbiguousCommit(e), e)
