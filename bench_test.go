@@ -22,40 +22,53 @@ func processCPU() int64 {
 	return ru.Utime.Nano() + ru.Stime.Nano()
 }
 
+// benchDSN is the test database in pgx's cache_describe mode (rdsproxy's
+// default), so raw pgx and rdsproxy run the same protocol.
+func benchDSN(b *testing.B) string {
+	return testdb.WithParams(testdb.Require(b), "application_name", testdb.Prefix()+"_bench",
+		"default_query_exec_mode", "cache_describe")
+}
+
+// openRawPgx opens raw pgx stdlib with the same pool size as rdsproxy's
+// default, closed when the benchmark ends.
+func openRawPgx(b *testing.B, dsn string) *sql.DB {
+	db, err := sql.Open("pgx", dsn)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { db.Close() })
+	db.SetMaxOpenConns(rdsproxy.DefaultMaxConns)
+	db.SetMaxIdleConns(rdsproxy.DefaultMaxConns)
+	return db
+}
+
+// runQueryBench runs the one-parameter SELECT on a warm pool and reports
+// allocations and the client's CPU per query.
+func runQueryBench(b *testing.B, db *sql.DB) {
+	var n int
+	if err := db.QueryRow("SELECT $1::int", 1).Scan(&n); err != nil { // warm
+		b.Fatal(err)
+	}
+	b.ReportAllocs()
+	cpu0 := processCPU()
+	for b.Loop() {
+		if err := db.QueryRow("SELECT $1::int", 42).Scan(&n); err != nil {
+			b.Fatal(err)
+		}
+	}
+	// Wall time per query is dominated by the loopback round trip and the
+	// server, and swings with whatever else runs on the machine. The client
+	// process's CPU time per query is the driver's own cost.
+	b.ReportMetric(float64(processCPU()-cpu0)/float64(b.N), "client-cpu-ns/op")
+}
+
 // BenchmarkQuery compares raw pgx stdlib with rdsproxy on a one-parameter
 // SELECT over loopback, in the same exec mode and the same run. Both pools
 // are warm and sized alike, so the difference is rdsproxy's per-query cost:
 // the tracer, the checkout policy and the socket probe.
 func BenchmarkQuery(b *testing.B) {
-	dsn := testdb.WithParams(testdb.Require(b), "application_name", testdb.Prefix()+"_bench",
-		"default_query_exec_mode", "cache_describe")
-	run := func(b *testing.B, db *sql.DB) {
-		var n int
-		if err := db.QueryRow("SELECT $1::int", 1).Scan(&n); err != nil { // warm
-			b.Fatal(err)
-		}
-		b.ReportAllocs()
-		cpu0 := processCPU()
-		for b.Loop() {
-			if err := db.QueryRow("SELECT $1::int", 42).Scan(&n); err != nil {
-				b.Fatal(err)
-			}
-		}
-		// Wall time per query is dominated by the loopback round trip and the
-		// server, and swings with whatever else runs on the machine. The
-		// client process's CPU time per query is the driver's own cost.
-		b.ReportMetric(float64(processCPU()-cpu0)/float64(b.N), "client-cpu-ns/op")
-	}
-	b.Run("pgx", func(b *testing.B) {
-		db, err := sql.Open("pgx", dsn)
-		if err != nil {
-			b.Fatal(err)
-		}
-		defer db.Close()
-		db.SetMaxOpenConns(rdsproxy.DefaultMaxConns)
-		db.SetMaxIdleConns(rdsproxy.DefaultMaxConns)
-		run(b, db)
-	})
+	dsn := benchDSN(b)
+	b.Run("pgx", func(b *testing.B) { runQueryBench(b, openRawPgx(b, dsn)) })
 	for _, mode := range []string{"warn", "off"} {
 		b.Run("rdsproxy/pin_check="+mode, func(b *testing.B) {
 			db, err := rdsproxy.Open(testdb.WithParams(dsn, "pin_check", mode))
@@ -63,7 +76,7 @@ func BenchmarkQuery(b *testing.B) {
 				b.Fatal(err)
 			}
 			defer db.Close()
-			run(b, db)
+			runQueryBench(b, db)
 		})
 	}
 }
@@ -75,15 +88,8 @@ func BenchmarkQuery(b *testing.B) {
 // neighbours' bursts hit both sides of a pair alike, which sequential
 // sub-benchmarks cannot promise.
 func BenchmarkQueryPaired(b *testing.B) {
-	dsn := testdb.WithParams(testdb.Require(b), "application_name", testdb.Prefix()+"_bench",
-		"default_query_exec_mode", "cache_describe")
-	raw, err := sql.Open("pgx", dsn)
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer raw.Close()
-	raw.SetMaxOpenConns(rdsproxy.DefaultMaxConns)
-	raw.SetMaxIdleConns(rdsproxy.DefaultMaxConns)
+	dsn := benchDSN(b)
+	raw := openRawPgx(b, dsn)
 	rds, err := rdsproxy.Open(dsn)
 	if err != nil {
 		b.Fatal(err)

@@ -1,7 +1,6 @@
 package rdsproxy_test
 
 import (
-	"database/sql"
 	"testing"
 
 	metricnoop "go.opentelemetry.io/otel/metric/noop"
@@ -10,7 +9,6 @@ import (
 	tracenoop "go.opentelemetry.io/otel/trace/noop"
 
 	"github.com/rdsproxy/rdsproxy"
-	"github.com/rdsproxy/rdsproxy/internal/testdb"
 )
 
 // BenchmarkQueryTelemetry measures the per-query cost of the OpenTelemetry
@@ -20,32 +18,8 @@ import (
 // ManualReader that is never read, sdk/trace with no exporter); and with the
 // SDK plus query spans. Same query, exec mode and pool size as BenchmarkQuery.
 func BenchmarkQueryTelemetry(b *testing.B) {
-	dsn := testdb.WithParams(testdb.Require(b), "application_name", testdb.Prefix()+"_bench",
-		"default_query_exec_mode", "cache_describe")
-	run := func(b *testing.B, db *sql.DB) {
-		var n int
-		if err := db.QueryRow("SELECT $1::int", 1).Scan(&n); err != nil { // warm
-			b.Fatal(err)
-		}
-		b.ReportAllocs()
-		cpu0 := processCPU()
-		for b.Loop() {
-			if err := db.QueryRow("SELECT $1::int", 42).Scan(&n); err != nil {
-				b.Fatal(err)
-			}
-		}
-		b.ReportMetric(float64(processCPU()-cpu0)/float64(b.N), "client-cpu-ns/op")
-	}
-	b.Run("pgx", func(b *testing.B) {
-		db, err := sql.Open("pgx", dsn)
-		if err != nil {
-			b.Fatal(err)
-		}
-		defer db.Close()
-		db.SetMaxOpenConns(rdsproxy.DefaultMaxConns)
-		db.SetMaxIdleConns(rdsproxy.DefaultMaxConns)
-		run(b, db)
-	})
+	dsn := benchDSN(b)
+	b.Run("pgx", func(b *testing.B) { runQueryBench(b, openRawPgx(b, dsn)) })
 	sdk := func(b *testing.B) []rdsproxy.Option {
 		mp := sdkmetric.NewMeterProvider(sdkmetric.WithReader(sdkmetric.NewManualReader()))
 		tp := sdktrace.NewTracerProvider()
@@ -72,7 +46,7 @@ func BenchmarkQueryTelemetry(b *testing.B) {
 				b.Fatal(err)
 			}
 			defer db.Close()
-			run(b, db)
+			runQueryBench(b, db)
 		})
 	}
 }
