@@ -53,7 +53,7 @@ SetMaxOpenConns: a checkout past the cap waits under the caller's context.
 Each physical connection gets one deadline, its lifetime plus its own random
 jitter, and an idle limit; both are checked whenever the connection changes
 hands (database/sql reusing it, pgxpool handing it out or taking it back), so
-a fleet does not reconnect in lockstep. At every reuse after 1 ms idle, a one-syscall probe
+a fleet does not reconnect in lockstep. At every reuse a one-syscall probe
 (MSG_PEEK, no round trip, no allocation) looks for an EOF or a message the
 server sent before closing: connections the proxy dropped, backends killed by
 failover, and connections that outlived a Lambda freeze are replaced without
