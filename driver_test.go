@@ -216,6 +216,9 @@ func TestTerminatedBackendsAreReplaced(t *testing.T) {
 		}
 	}
 	require.Equal(t, 4, testdb.CountConns(t, admin, app))
+	// Idle connections are what a kill finds in production; one that answered
+	// within the last ProbeAfterIdle is not probed (see pool.go).
+	time.Sleep(2 * rdsproxy.ProbeAfterIdle)
 
 	_, err := admin.Exec(ctx, "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = $1", app)
 	require.NoError(t, err)

@@ -12,3 +12,10 @@ func NewTokenSourceWithSigner(opts TokenSourceOptions,
 	sign func(ctx context.Context, endpoint, region, user string, creds aws.CredentialsProvider) (string, error)) *TokenSource {
 	return newTokenSource(opts, sign)
 }
+
+// ProbeAfterIdle is how recently a connection must have answered for the
+// checkout to skip the socket probe. Tests that kill or drop connections and
+// then expect no caller error let them sit idle this long first, as a real
+// idle connection would: a kill inside the window is the same race as one
+// during the next statement.
+const ProbeAfterIdle = probeAfterIdle

@@ -11,6 +11,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/stretchr/testify/require"
 
+	"github.com/rdsproxy/rdsproxy/internal/conncheck"
 	"github.com/rdsproxy/rdsproxy/internal/testdb"
 )
 
@@ -40,7 +41,7 @@ func openWithClock(t *testing.T, kv ...string) (*sql.DB, *Connector, *fakeClock,
 	var mu sync.Mutex
 	var retired []string
 	c.policy.now = clock.Now
-	c.policy.onRetire = func(reason string) { mu.Lock(); retired = append(retired, reason); mu.Unlock() }
+	c.policy.onRetire = func(reason retireReason) { mu.Lock(); retired = append(retired, reason.String()); mu.Unlock() }
 	db := sql.OpenDB(c)
 	db.SetMaxOpenConns(int(cfg.MaxConns))
 	db.SetMaxIdleConns(int(cfg.MaxConns))
@@ -65,7 +66,7 @@ func TestLifetimeRetiresConnection(t *testing.T) {
 	clock.Advance(2 * time.Minute)
 	second := backendPID(t, db)
 	require.NotEqual(t, first, second, "the connection past its lifetime must be replaced")
-	require.Equal(t, []string{retireLifetime}, *retired)
+	require.Equal(t, []string{retireLifetime.String()}, *retired)
 }
 
 func TestIdleTimeRetiresConnection(t *testing.T) {
@@ -78,7 +79,7 @@ func TestIdleTimeRetiresConnection(t *testing.T) {
 	require.Equal(t, first, backendPID(t, db), "activity resets the idle clock")
 	clock.Advance(3 * time.Minute)
 	require.NotEqual(t, first, backendPID(t, db), "idle too long: replaced")
-	require.Equal(t, []string{retireIdle}, *retired)
+	require.Equal(t, []string{retireIdle.String()}, *retired)
 }
 
 // TestRetirementThroughPgxpoolPath covers connections parked in pgxpool rather
@@ -91,7 +92,7 @@ func TestRetirementThroughPgxpoolPath(t *testing.T) {
 	require.Equal(t, first, backendPID(t, db))
 	clock.Advance(11 * time.Minute)
 	require.NotEqual(t, first, backendPID(t, db))
-	require.Contains(t, *retired, retireLifetime)
+	require.Contains(t, *retired, retireLifetime.String())
 }
 
 func TestJitterSpreadsDeadlines(t *testing.T) {
@@ -138,11 +139,43 @@ func TestSiblingDeathTriggersOnePing(t *testing.T) {
 
 		// A statement failing on a closed connection counts as a death.
 		before := p.deaths.Load()
-		p.statementEnded(pc, errors.New("some error"))
+		p.statementEnded(stateOf(pc), pc, errors.New("some error"))
 		require.Equal(t, before, p.deaths.Load(), "an error on an open connection is not a death")
 		require.NoError(t, pc.Close(ctx))
-		p.statementEnded(pc, errors.New("FATAL: terminating connection due to administrator command"))
+		p.statementEnded(stateOf(pc), pc, errors.New("FATAL: terminating connection due to administrator command"))
 		require.Equal(t, before+1, p.deaths.Load())
+		return nil
+	}))
+}
+
+// TestProbeWindow: a connection that answered less than probeAfterIdle ago is
+// handed out without the socket probe (the cost the window saves), and one
+// idle for longer is probed, so a connection the server ended while it sat
+// idle gets a ping (which fails, and database/sql retries elsewhere) instead
+// of the caller's statement.
+func TestProbeWindow(t *testing.T) {
+	db, c, clock, _ := openWithClock(t, "pool_max_conns", "1")
+	ctx := context.Background()
+	admin := testdb.Admin(t)
+	conn, err := db.Conn(ctx)
+	require.NoError(t, err)
+	defer conn.Close()
+	require.NoError(t, conn.Raw(func(dc any) error {
+		pc := dc.(interface{ Conn() *pgx.Conn }).Conn()
+		_, err := pc.Exec(ctx, "SELECT 1") // the last answer, at the fake clock's now
+		require.NoError(t, err)
+		_, err = admin.Exec(ctx, "SELECT pg_terminate_backend($1)", pc.PgConn().PID())
+		require.NoError(t, err)
+		// The backend sends its FATAL, then closes: the socket shows Pending.
+		s := stateOf(pc)
+		require.Eventually(t, func() bool { return s.prober.Probe() != conncheck.Quiet }, 10*time.Second, time.Millisecond,
+			"the terminated backend's socket never showed anything")
+
+		clock.Advance(probeAfterIdle / 2)
+		require.False(t, c.policy.shouldPing(pc, 0), "within the window the probe is skipped")
+		clock.Advance(probeAfterIdle)
+		require.True(t, c.policy.shouldPing(pc, 0), "past the window the probe sees the FATAL and asks for a ping")
+		require.Error(t, pc.Ping(ctx), "the ping settles it")
 		return nil
 	}))
 }

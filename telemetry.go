@@ -257,8 +257,8 @@ func newTelemetry(cfg *Config) *telemetry {
 	t.poolOpt = metric.WithAttributeSet(attribute.NewSet(pool))
 	t.usedOpt = metric.WithAttributeSet(attribute.NewSet(pool, t.count.AttrClientConnectionState(dbconv.ClientConnectionStateUsed)))
 	t.idleOpt = metric.WithAttributeSet(attribute.NewSet(pool, t.count.AttrClientConnectionState(dbconv.ClientConnectionStateIdle)))
-	for i, r := range [...]string{retireLifetime, retireIdle, retireBroken} {
-		t.retireOpts[i] = metric.WithAttributeSet(attribute.NewSet(pool, attrRetireReason.String(r)))
+	for i, r := range [...]retireReason{retireLifetime, retireIdle, retireBroken} {
+		t.retireOpts[i] = metric.WithAttributeSet(attribute.NewSet(pool, attrRetireReason.String(r.String())))
 	}
 	for i, name := range opNames {
 		kv := []attribute.KeyValue{pool, semconv.DBSystemNamePostgreSQL}
@@ -318,7 +318,7 @@ func (t *telemetry) close() {
 }
 
 // onRetire counts a retirement decided by the pool policy.
-func (t *telemetry) onRetire(reason string) {
+func (t *telemetry) onRetire(reason retireReason) {
 	switch reason {
 	case retireLifetime:
 		t.retireCount[0].Add(1)
@@ -578,12 +578,12 @@ func (t *telemetry) queryStart(ctx context.Context, conn *pgx.Conn, sql string, 
 	return ctx
 }
 
-func (t *telemetry) queryEnd(ctx context.Context, conn *pgx.Conn, err error) {
+func (t *telemetry) queryEnd(ctx context.Context, s *connState, err error) {
 	if t == nil {
 		return
 	}
 	if t.opDuration.Inst().Enabled(ctx) {
-		if s := stateOf(conn); s != nil {
+		if s != nil {
 			if start := s.opStart.Swap(0); start != 0 {
 				d := time.Duration(time.Now().UnixNano() - start).Seconds()
 				op := s.opName.Load()

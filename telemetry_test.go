@@ -271,8 +271,8 @@ func TestTelemetryPoolAndQueryMetrics(t *testing.T) {
 	require.GreaterOrEqual(t, histCount(t, wait, pa), uint64(3))
 
 	retired := requireKind(t, ms, metricConnectionsRetired, "{connection}", "counter")
-	require.GreaterOrEqual(t, sumValue(t, retired, pa, attrRetireReason.String(retireLifetime)), int64(1))
-	require.Zero(t, sumValue(t, retired, pa, attrRetireReason.String(retireBroken)))
+	require.GreaterOrEqual(t, sumValue(t, retired, pa, attrRetireReason.String(retireLifetime.String())), int64(1))
+	require.Zero(t, sumValue(t, retired, pa, attrRetireReason.String(retireBroken.String())))
 
 	pinned := requireKind(t, ms, metricPinnedStatements, "{statement}", "counter")
 	require.EqualValues(t, 3, sumValue(t, pinned, pa, attrPinReason.String(string(PinSessionSetting)), attrPinKind.String(pinKindQuery)))

@@ -56,9 +56,12 @@ func (t *tracer) TraceQueryStart(ctx context.Context, conn *pgx.Conn, data pgx.T
 	return t.c.tel.queryStart(ctx, conn, data.SQL, 0)
 }
 
+// TraceQueryEnd looks the connection's state up once for both the pool
+// policy and telemetry: it runs after every statement.
 func (t *tracer) TraceQueryEnd(ctx context.Context, conn *pgx.Conn, data pgx.TraceQueryEndData) {
-	t.c.policy.statementEnded(conn, data.Err)
-	t.c.tel.queryEnd(ctx, conn, data.Err)
+	s := stateOf(conn)
+	t.c.policy.statementEnded(s, conn, data.Err)
+	t.c.tel.queryEnd(ctx, s, data.Err)
 }
 
 // TraceBatchStart and TraceBatchEnd time a batch as one operation (BATCH).
@@ -69,8 +72,9 @@ func (t *tracer) TraceBatchStart(ctx context.Context, conn *pgx.Conn, _ pgx.Trac
 func (t *tracer) TraceBatchQuery(context.Context, *pgx.Conn, pgx.TraceBatchQueryData) {}
 
 func (t *tracer) TraceBatchEnd(ctx context.Context, conn *pgx.Conn, data pgx.TraceBatchEndData) {
-	t.c.policy.statementEnded(conn, data.Err)
-	t.c.tel.queryEnd(ctx, conn, data.Err)
+	s := stateOf(conn)
+	t.c.policy.statementEnded(s, conn, data.Err)
+	t.c.tel.queryEnd(ctx, s, data.Err)
 }
 
 // TraceConnectStart and TraceConnectEnd close the connect span and record
