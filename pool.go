@@ -4,11 +4,13 @@ package rdsproxy
 
 import (
 	"context"
+	"errors"
 	"math/rand/v2"
 	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/jackc/pgx/v5/stdlib"
 
@@ -156,8 +158,8 @@ type poolPolicy struct {
 	onRetire               func(reason retireReason)
 
 	// deaths counts connections of this pool found dead by the server's hand
-	// (a statement failed and pgx closed the connection, or the probe saw the
-	// socket closed). One backend dying is usually not alone: failover,
+	// (a statement failed and pgx closed the connection, not because the
+	// caller's context ended, or the probe saw the socket closed). One backend dying is usually not alone: failover,
 	// pg_terminate_backend of an application, a proxy restart take its
 	// siblings too, and a sibling signalled but not yet gone shows nothing on
 	// its socket. So after a death every other connection gets one ping at its
@@ -255,11 +257,15 @@ func (p *poolPolicy) noteDeath(s *connState) {
 
 // statementEnded is called after every statement, with conn's state s (nil
 // if it has none): a failed statement that left the connection closed means
-// the server (or the network) ended the session; anything else is the server
+// the server (or the network) ended the session, unless the caller's context
+// ended it (pgx closes a connection whose statement was cancelled, and a
+// cancellation says nothing about the siblings); anything else is the server
 // heard from, which restarts the idle clock.
 func (p *poolPolicy) statementEnded(s *connState, conn *pgx.Conn, err error) {
 	if err != nil && conn.IsClosed() {
-		p.noteDeath(s)
+		if !pgconn.Timeout(err) && !errors.Is(err, context.Canceled) && !errors.Is(err, context.DeadlineExceeded) {
+			p.noteDeath(s)
+		}
 		return
 	}
 	if s != nil {

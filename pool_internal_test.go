@@ -148,6 +148,34 @@ func TestSiblingDeathTriggersOnePing(t *testing.T) {
 	}))
 }
 
+// TestCancellationIsNotADeath: pgx closes a connection whose statement the
+// caller's context cancelled or timed out, but that says nothing about its
+// siblings, so it must not cost them a ping each.
+func TestCancellationIsNotADeath(t *testing.T) {
+	db, c, _, _ := openWithClock(t, "pool_max_conns", "2")
+	for _, cause := range []string{"cancel", "deadline"} {
+		ctx := context.Background()
+		conn, err := db.Conn(ctx)
+		require.NoError(t, err)
+		require.NoError(t, conn.Raw(func(dc any) error {
+			pc := dc.(interface{ Conn() *pgx.Conn }).Conn()
+			before := c.policy.deaths.Load()
+			cctx, cancel := context.WithTimeout(ctx, 20*time.Millisecond)
+			if cause == "cancel" {
+				cctx, cancel = context.WithCancel(ctx)
+				time.AfterFunc(20*time.Millisecond, cancel)
+			}
+			defer cancel()
+			_, err := pc.Exec(cctx, "SELECT pg_sleep(10)")
+			require.Error(t, err, cause)
+			require.True(t, pc.IsClosed(), "%s: pgx closes the connection", cause)
+			require.Equal(t, before, c.policy.deaths.Load(), "%s: not a death", cause)
+			return nil
+		}))
+		conn.Close()
+	}
+}
+
 // TestProbeWindow: a connection that answered less than probeAfterIdle ago is
 // handed out without the socket probe (the cost the window saves), and one
 // idle for longer is probed, so a connection the server ended while it sat
