@@ -53,16 +53,20 @@ SetMaxOpenConns: a checkout past the cap waits under the caller's context.
 Each physical connection gets one deadline, its lifetime plus its own random
 jitter, and an idle limit; both are checked whenever the connection changes
 hands (database/sql reusing it, pgxpool handing it out or taking it back), so
-a fleet does not reconnect in lockstep. At every reuse a one-syscall probe
-(MSG_PEEK, no round trip, no allocation) looks for an EOF or a message the
-server sent before closing: connections the proxy dropped, backends killed by
-failover, and connections that outlived a Lambda freeze are replaced without
-the caller seeing an error. A connection idle for over a second also gets
-pgx's ping, and so does every connection once after any connection of the
-pool died at the server's hand: failover or an administrator's kill takes
-siblings too, a signalled backend shows nothing on its socket yet, and a
-failed ping is retried by database/sql where a failed statement would reach
-the caller.
+a fleet does not reconnect in lockstep. At every reuse of a connection idle
+for 1 ms or more, a one-syscall probe (MSG_PEEK, no round trip, no
+allocation) looks for an EOF or a message the server sent before closing:
+connections the proxy dropped, backends killed by failover, and connections
+that outlived a Lambda freeze are replaced without the caller seeing an
+error. (A connection that answered less than 1 ms ago is handed out as is: a
+close inside that window is the same race as one during the next statement,
+which no check can prevent, and the system call is ~2% of a loopback query.)
+A connection idle for over a second also gets pgx's ping, and so does every
+connection once after any connection of the pool died at the server's hand:
+failover or an administrator's kill takes siblings too, a signalled backend
+shows nothing on its socket yet, and a failed ping is retried by
+database/sql where a failed statement would reach the caller. A statement
+ended by the caller's own context is not such a death.
 
 [Open] also sets database/sql's own limits to match (SetMaxOpenConns,
 SetMaxIdleConns, SetConnMaxIdleTime, SetConnMaxLifetime), so db.Stats()

@@ -159,12 +159,13 @@ type poolPolicy struct {
 
 	// deaths counts connections of this pool found dead by the server's hand
 	// (a statement failed and pgx closed the connection, not because the
-	// caller's context ended, or the probe saw the socket closed). One backend dying is usually not alone: failover,
-	// pg_terminate_backend of an application, a proxy restart take its
-	// siblings too, and a sibling signalled but not yet gone shows nothing on
-	// its socket. So after a death every other connection gets one ping at its
-	// next checkout: a failed ping is retried by database/sql on another
-	// connection, where a failed statement would reach the caller.
+	// caller's context ended, or the probe saw the socket closed). One
+	// backend dying is usually not alone: failover, pg_terminate_backend of
+	// an application, a proxy restart take its siblings too, and a sibling
+	// signalled but not yet gone shows nothing on its socket. So after a
+	// death every other connection gets one ping at its next checkout: a
+	// failed ping is retried by database/sql on another connection, where a
+	// failed statement would reach the caller.
 	deaths atomic.Uint64
 
 	// contended reports whether a caller is waiting in the connector for a
