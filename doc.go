@@ -61,12 +61,19 @@ that outlived a Lambda freeze are replaced without the caller seeing an
 error. (A connection that answered less than 1 ms ago is handed out as is: a
 close inside that window is the same race as one during the next statement,
 which no check can prevent, and the system call is ~2% of a loopback query.)
-A connection idle for over a second also gets pgx's ping, and so does every
-connection once after any connection of the pool died at the server's hand:
-failover or an administrator's kill takes siblings too, a signalled backend
-shows nothing on its socket yet, and a failed ping is retried by
-database/sql where a failed statement would reach the caller. A statement
-ended by the caller's own context is not such a death.
+A connection idle for over a second also gets pgx's ping. After any
+connection of the pool dies at the server's hand, every connection opened
+before that death is retired at its next checkout and database/sql
+transparently takes a new one: failover, an administrator's kill or a
+pooler restart takes siblings too but not all at the same instant, and a
+sibling can show nothing on its socket, or even answer a ping, and then die
+during the caller's statement. The cost is at most one reconnect per pooled
+connection (tokens are cached) after a rare event; the gain is one caller
+error per event instead of one per dying sibling. A statement ended by the
+caller's own context (cancel or deadline) is not such a death. Idle time
+counts from the last checkout or statement, so connections used only for
+pings or COPY are not retired as idle; the probe window counts from the
+server's last answer, on the monotonic clock.
 
 [Open] also sets database/sql's own limits to match (SetMaxOpenConns,
 SetMaxIdleConns, SetConnMaxIdleTime, SetConnMaxLifetime), so db.Stats()
@@ -189,7 +196,7 @@ db.client.connection.pool.name, by default server.address:server.port/db.namespa
 
 rdsproxy's own: rdsproxy.pinning.statements (every execution of a pinning
 statement, per reason and kind), rdsproxy.pool.connections.retired (lifetime,
-idle, broken), rdsproxy.pool.checkouts.waited (checkouts that found the pool
+idle, broken, sibling), rdsproxy.pool.checkouts.waited (checkouts that found the pool
 at its cap), rdsproxy.iam.token.signings, .cache_hits, .signing.duration,
 rdsproxy.iam.auth.failures and .retries.
 

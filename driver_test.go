@@ -217,7 +217,9 @@ func TestTerminatedBackendsAreReplaced(t *testing.T) {
 	}
 	require.Equal(t, 4, testdb.CountConns(t, admin, app))
 	// Idle connections are what a kill finds in production; one that answered
-	// within the last ProbeAfterIdle is not probed (see pool.go).
+	// within the last ProbeAfterIdle is not probed (see pool.go). These last
+	// answered at connect and the waits below take longer anyway; the sleep
+	// keeps the test independent of how fast they are.
 	time.Sleep(2 * rdsproxy.ProbeAfterIdle)
 
 	_, err := admin.Exec(ctx, "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = $1", app)

@@ -10,7 +10,6 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/jackc/pgx/v5/stdlib"
 
@@ -66,7 +65,7 @@ const (
 	DefaultHealthCheckPeriod = time.Minute
 
 	// probeAfterIdle: a connection reused less than this long after its last
-	// statement ended is not probed. The server's reply proved it alive that
+	// statement ended (its last answer from the server) is not probed. The server's reply proved it alive that
 	// recently, and a close inside such a window is as likely as one while
 	// the next statement is in flight, which no check before sending can
 	// catch. Idle connections, the ones proxies drop (RDS Proxy's
@@ -108,6 +107,7 @@ const (
 	retireLifetime
 	retireIdle
 	retireBroken
+	retireSibling // open before a sibling died at the server's hand (poolPolicy.deaths)
 )
 
 func (r retireReason) String() string {
@@ -118,6 +118,8 @@ func (r retireReason) String() string {
 		return "idle"
 	case retireBroken:
 		return "broken"
+	case retireSibling:
+		return "sibling"
 	}
 	return ""
 }
@@ -126,7 +128,8 @@ func (r retireReason) String() string {
 // pgconn's CustomData so a lookup costs one map access and no allocation.
 type connState struct {
 	deadline   time.Time     // created + MaxConnLifetime + this connection's jitter
-	lastActive atomic.Int64  // unix nanos of the connect or the last statement's end
+	lastUsed   atomic.Int64  // clockStamp of the connect, the last checkout or statement end: idle retirement
+	lastAnswer atomic.Int64  // clockStamp of the connect or the last statement's end: the probe window
 	retire     atomic.Uint32 // a retireReason, set (once) when the connection must go
 	prober     *conncheck.Prober
 	opStart    atomic.Int64  // unix nanos the running statement started, 0 if untimed (telemetry.go)
@@ -136,6 +139,17 @@ type connState struct {
 }
 
 const customDataKey = "rdsproxy.conn"
+
+// clockBase anchors clockStamp. Stamps are offsets from it rather than Unix
+// times so that, with the real clock, they come from the monotonic clock: a
+// wall clock stepped back (NTP, a restored VM) must not make every connection
+// look just used and skip its probe.
+var clockBase = time.Now()
+
+// clockStamp is now as an offset from clockBase, in nanoseconds. With an
+// injected clock whose times carry no monotonic reading (tests), the wall
+// clock difference is used instead.
+func clockStamp(now time.Time) int64 { return int64(now.Sub(clockBase)) }
 
 func stateOf(conn *pgx.Conn) *connState {
 	s, _ := conn.PgConn().CustomData()[customDataKey].(*connState)
@@ -161,11 +175,16 @@ type poolPolicy struct {
 	// (a statement failed and pgx closed the connection, not because the
 	// caller's context ended, or the probe saw the socket closed). One
 	// backend dying is usually not alone: failover, pg_terminate_backend of
-	// an application, a proxy restart take its siblings too, and a sibling
-	// signalled but not yet gone shows nothing on its socket. So after a
-	// death every other connection gets one ping at its next checkout: a
-	// failed ping is retried by database/sql on another connection, where a
-	// failed statement would reach the caller.
+	// an application, a proxy or pooler restart take its siblings too, but
+	// not at the same instant. A sibling may show nothing on its socket yet,
+	// or pass a ping and be killed during the caller's next statement
+	// (seen in TestBackendsKilledUnderLoad on a loaded machine, when only a
+	// ping was spent on siblings). So every connection opened before a death
+	// is retired at its next checkout, and database/sql transparently takes
+	// another: one dialled after the death, which whatever killed the
+	// siblings did not see. The cost is at most one reconnect per pooled
+	// connection (tokens are cached: no signing) after a rare event; the
+	// gain is one caller error per event instead of one per dying sibling.
 	deaths atomic.Uint64
 
 	// contended reports whether a caller is waiting in the connector for a
@@ -179,7 +198,8 @@ func (p *poolPolicy) afterConnect(conn *pgx.Conn) {
 	if p.jitter > 0 {
 		s.deadline = s.deadline.Add(rand.N(p.jitter))
 	}
-	s.lastActive.Store(now.UnixNano())
+	s.lastUsed.Store(clockStamp(now))
+	s.lastAnswer.Store(clockStamp(now))
 	s.prober = conncheck.NewProber(conn.PgConn().Conn())
 	s.deathsSeen.Store(p.deaths.Load()) // a new connection is verified by its own handshake
 	conn.PgConn().CustomData()[customDataKey] = s
@@ -200,9 +220,11 @@ func (p *poolPolicy) expiredAt(s *connState, now time.Time) retireReason {
 		return r
 	}
 	switch {
+	case s.deathsSeen.Load() != p.deaths.Load():
+		return retireSibling
 	case now.After(s.deadline):
 		return retireLifetime
-	case time.Duration(now.UnixNano()-s.lastActive.Load()) > p.idle:
+	case time.Duration(clockStamp(now)-s.lastUsed.Load()) > p.idle:
 		return retireIdle
 	}
 	return notRetired
@@ -229,7 +251,10 @@ func (p *poolPolicy) shouldPing(conn *pgx.Conn, idle time.Duration) bool {
 		p.markRetired(conn, reason)
 		return false
 	}
-	if time.Duration(now.UnixNano()-s.lastActive.Load()) >= probeAfterIdle {
+	stamp := clockStamp(now)
+	s.lastUsed.Store(stamp) // a checkout is use: pings and COPY count too, not only traced statements
+	// A negative age means the injected clock went backwards: probe.
+	if age := time.Duration(stamp - s.lastAnswer.Load()); age < 0 || age >= probeAfterIdle {
 		switch s.prober.Probe() {
 		case conncheck.Closed:
 			p.markRetired(conn, retireBroken)
@@ -239,15 +264,11 @@ func (p *poolPolicy) shouldPing(conn *pgx.Conn, idle time.Duration) bool {
 			return true // probably a FATAL before close; the ping settles it
 		}
 	}
-	if d := p.deaths.Load(); s.deathsSeen.Load() != d {
-		s.deathsSeen.Store(d)
-		return true // a sibling died since this one was last verified
-	}
 	return idle > pingAfterIdle
 }
 
 // noteDeath records that a connection of this pool died, so that the others
-// are verified before their next use (see poolPolicy.deaths). s, the dead
+// are retired at their next checkout (see poolPolicy.deaths). s, the dead
 // connection's state, is marked as having seen its own death.
 func (p *poolPolicy) noteDeath(s *connState) {
 	d := p.deaths.Add(1)
@@ -256,33 +277,33 @@ func (p *poolPolicy) noteDeath(s *connState) {
 	}
 }
 
-// statementEnded is called after every statement, with conn's state s (nil
-// if it has none): a failed statement that left the connection closed means
-// the server (or the network) ended the session, unless the caller's context
-// ended it (pgx closes a connection whose statement was cancelled, and a
-// cancellation says nothing about the siblings); anything else is the server
-// heard from, which restarts the idle clock.
-func (p *poolPolicy) statementEnded(s *connState, conn *pgx.Conn, err error) {
+// statementEnded is called after every statement, with the statement's
+// context and conn's state s (nil if it has none). A failed statement that
+// left the connection closed means the server (or the network) ended the
+// session, unless the caller's context ended it: pgx closes a connection
+// whose statement was cancelled, and a cancellation says nothing about the
+// siblings. (Not pgconn.Timeout: it is also true for a kernel ETIMEDOUT, a
+// connection the network killed.) Anything else is the server heard from,
+// which restarts both clocks.
+func (p *poolPolicy) statementEnded(ctx context.Context, s *connState, conn *pgx.Conn, err error) {
 	if err != nil && conn.IsClosed() {
-		if !pgconn.Timeout(err) && !errors.Is(err, context.Canceled) && !errors.Is(err, context.DeadlineExceeded) {
+		if ctx.Err() == nil && !errors.Is(err, context.Canceled) && !errors.Is(err, context.DeadlineExceeded) {
 			p.noteDeath(s)
 		}
 		return
 	}
 	if s != nil {
-		s.lastActive.Store(p.now().UnixNano())
+		stamp := clockStamp(p.now())
+		s.lastUsed.Store(stamp)
+		s.lastAnswer.Store(stamp)
 	}
 }
 
 // resetSession is stdlib's OptionResetSession hook: it runs after the ping
 // decision when database/sql reuses a connection.
-//
-// A checkout does not restart the idle clock; only a statement does. The
-// clock measures how long ago the server was last heard from, which is what
-// both idle retirement and the probe window need.
 func (p *poolPolicy) resetSession(_ context.Context, conn *pgx.Conn) error {
 	if s := stateOf(conn); s != nil {
-		if s.retire.Load() != 0 {
+		if retireReason(s.retire.Load()) != notRetired {
 			return errRetire
 		}
 		if s.handBack.Load() && s.handBack.Swap(false) {
@@ -312,6 +333,9 @@ func (p *poolPolicy) configurePool(pc *pgxpool.Config, maxConns int32, healthChe
 		if reason := p.expired(conn); reason != notRetired {
 			p.markRetired(conn, reason)
 			return false, nil // pgxpool destroys it and acquires another
+		}
+		if s := stateOf(conn); s != nil {
+			s.lastUsed.Store(clockStamp(p.now()))
 		}
 		return true, nil
 	}

@@ -119,38 +119,74 @@ func TestJitterSpreadsDeadlines(t *testing.T) {
 	require.Greater(t, len(deadlines), 150, "jitter should give (nearly) every connection its own deadline")
 }
 
-// TestSiblingDeathTriggersOnePing: after any connection of the pool dies, each
-// other connection is pinged once at its next checkout (a signalled backend
-// shows nothing on its socket; a failed ping is retried by database/sql, a
-// failed statement would reach the caller), and then no more.
-func TestSiblingDeathTriggersOnePing(t *testing.T) {
-	db, c, _, _ := openWithClock(t, "pool_max_conns", "2")
+// TestSiblingDeathRetiresSiblings: after any connection of the pool dies at
+// the server's hand, every connection opened before that death is retired at
+// its next checkout (a sibling may pass a ping and still be killed during the
+// caller's statement); a connection opened after it is kept.
+func TestSiblingDeathRetiresSiblings(t *testing.T) {
+	db, c, clock, retired := openWithClock(t, "pool_max_conns", "2")
 	ctx := context.Background()
+	p := c.policy
+	oldPID := backendPID(t, db)
+	clock.Advance(time.Second) // past the probe window and pgx's ping threshold: the checkout below probes
 	conn, err := db.Conn(ctx)
+	require.NoError(t, err)
+	require.NoError(t, conn.Raw(func(dc any) error {
+		pc := dc.(interface{ Conn() *pgx.Conn }).Conn()
+		require.False(t, p.shouldPing(pc, 0), "a quiet connection, probed, needs no ping")
+		require.Equal(t, notRetired, p.expired(pc))
+
+		before := p.deaths.Load()
+		p.statementEnded(ctx, stateOf(pc), pc, errors.New("some error"))
+		require.Equal(t, before, p.deaths.Load(), "an error on an open connection is not a death")
+
+		p.noteDeath(nil) // a sibling died
+		require.False(t, p.shouldPing(pc, 0), "retired, so no ping is wasted on it")
+		require.Equal(t, retireSibling, p.expired(pc), "opened before the death: retired")
+		return nil
+	}))
+	require.NoError(t, conn.Close())
+	require.Equal(t, []string{retireSibling.String()}, *retired)
+
+	// database/sql takes another connection, dialled after the death, and
+	// keeps it.
+	newPID := backendPID(t, db)
+	require.NotEqual(t, oldPID, newPID)
+	require.Equal(t, newPID, backendPID(t, db), "a connection opened after the death is kept")
+	require.Equal(t, []string{retireSibling.String()}, *retired)
+
+	// A statement failing on a connection the server closed counts as a death.
+	conn, err = db.Conn(ctx)
 	require.NoError(t, err)
 	defer conn.Close()
 	require.NoError(t, conn.Raw(func(dc any) error {
 		pc := dc.(interface{ Conn() *pgx.Conn }).Conn()
-		p := c.policy
-		require.False(t, p.shouldPing(pc, 0), "a quiet, just-used connection needs no ping")
-		p.noteDeath(nil)
-		require.True(t, p.shouldPing(pc, 0), "a sibling died: verify this one")
-		require.False(t, p.shouldPing(pc, 0), "verified once per death")
-
-		// A statement failing on a closed connection counts as a death.
 		before := p.deaths.Load()
-		p.statementEnded(stateOf(pc), pc, errors.New("some error"))
-		require.Equal(t, before, p.deaths.Load(), "an error on an open connection is not a death")
 		require.NoError(t, pc.Close(ctx))
-		p.statementEnded(stateOf(pc), pc, errors.New("FATAL: terminating connection due to administrator command"))
+		p.statementEnded(ctx, stateOf(pc), pc, errors.New("FATAL: terminating connection due to administrator command"))
 		require.Equal(t, before+1, p.deaths.Load())
 		return nil
 	}))
 }
 
+// TestPingOnlyUseIsNotIdle: a connection whose only use is database/sql's
+// pings (or other untraced work between checkouts) is in use, not idle, and
+// must not be retired and redialled every idle period.
+func TestPingOnlyUseIsNotIdle(t *testing.T) {
+	db, _, clock, retired := openWithClock(t, "pool_max_conns", "1", "pool_max_conn_idle_time", "2m")
+	ctx := context.Background()
+	first := backendPID(t, db)
+	for range 4 {
+		clock.Advance(time.Minute)
+		require.NoError(t, db.PingContext(ctx))
+	}
+	require.Equal(t, first, backendPID(t, db), "pinged every minute: never idle for 2m")
+	require.Empty(t, *retired)
+}
+
 // TestCancellationIsNotADeath: pgx closes a connection whose statement the
 // caller's context cancelled or timed out, but that says nothing about its
-// siblings, so it must not cost them a ping each.
+// siblings, so it must not cost them their connections.
 func TestCancellationIsNotADeath(t *testing.T) {
 	db, c, _, _ := openWithClock(t, "pool_max_conns", "2")
 	for _, cause := range []string{"cancel", "deadline"} {
@@ -160,10 +196,13 @@ func TestCancellationIsNotADeath(t *testing.T) {
 		require.NoError(t, conn.Raw(func(dc any) error {
 			pc := dc.(interface{ Conn() *pgx.Conn }).Conn()
 			before := c.policy.deaths.Load()
-			cctx, cancel := context.WithTimeout(ctx, 20*time.Millisecond)
+			var cctx context.Context
+			var cancel context.CancelFunc
 			if cause == "cancel" {
 				cctx, cancel = context.WithCancel(ctx)
 				time.AfterFunc(20*time.Millisecond, cancel)
+			} else {
+				cctx, cancel = context.WithTimeout(ctx, 20*time.Millisecond)
 			}
 			defer cancel()
 			_, err := pc.Exec(cctx, "SELECT pg_sleep(10)")
@@ -203,6 +242,8 @@ func TestProbeWindow(t *testing.T) {
 		require.False(t, c.policy.shouldPing(pc, 0), "within the window the probe is skipped")
 		clock.Advance(probeAfterIdle)
 		require.True(t, c.policy.shouldPing(pc, 0), "past the window the probe sees the FATAL and asks for a ping")
+		clock.Advance(-time.Hour)
+		require.True(t, c.policy.shouldPing(pc, 0), "a clock stepped back must not skip the probe")
 		require.Error(t, pc.Ping(ctx), "the ping settles it")
 		return nil
 	}))

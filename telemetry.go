@@ -46,7 +46,7 @@ const (
 // is from a fixed set, except the fingerprint (literals replaced by ?), which
 // is opt-in.
 const (
-	attrRetireReason = attribute.Key("rdsproxy.retire.reason")     // lifetime|idle|broken
+	attrRetireReason = attribute.Key("rdsproxy.retire.reason")     // lifetime|idle|broken|sibling
 	attrPinReason    = attribute.Key("rdsproxy.pinning.reason")    // a PinReason
 	attrPinKind      = attribute.Key("rdsproxy.pinning.kind")      // query|batch|prepare
 	attrFingerprint  = attribute.Key("rdsproxy.query.fingerprint") // opt-in
@@ -167,9 +167,9 @@ type telemetry struct {
 	poolOpt     metric.MeasurementOption // pool name only
 	usedOpt     metric.MeasurementOption
 	idleOpt     metric.MeasurementOption
-	retireOpts  [3]metric.MeasurementOption // lifetime, idle, broken
+	retireOpts  [4]metric.MeasurementOption // lifetime, idle, broken, sibling
 	opOpts      [len(opNames)]metric.MeasurementOption
-	retireCount [3]atomic.Int64
+	retireCount [4]atomic.Int64
 
 	meter metric.Meter
 	pool  *pgxpool.Pool
@@ -247,7 +247,7 @@ func newTelemetry(cfg *Config) *telemetry {
 		metric.WithDescription("Statement executions that pin the RDS Proxy session, by reason (one per reason per execution)."))
 	report(err)
 	t.retired, err = m.Int64ObservableCounter(metricConnectionsRetired, metric.WithUnit("{connection}"),
-		metric.WithDescription("Physical connections retired by the pool, by reason (lifetime, idle, broken)."))
+		metric.WithDescription("Physical connections retired by the pool, by reason (lifetime, idle, broken, sibling)."))
 	report(err)
 	t.waitedAtCap, err = m.Int64Counter(metricCheckoutsWaitedAtCap, metric.WithUnit("{checkout}"),
 		metric.WithDescription("Checkouts that reached the connector with every connection busy at the cap and had to wait."))
@@ -257,7 +257,7 @@ func newTelemetry(cfg *Config) *telemetry {
 	t.poolOpt = metric.WithAttributeSet(attribute.NewSet(pool))
 	t.usedOpt = metric.WithAttributeSet(attribute.NewSet(pool, t.count.AttrClientConnectionState(dbconv.ClientConnectionStateUsed)))
 	t.idleOpt = metric.WithAttributeSet(attribute.NewSet(pool, t.count.AttrClientConnectionState(dbconv.ClientConnectionStateIdle)))
-	for i, r := range [...]retireReason{retireLifetime, retireIdle, retireBroken} {
+	for i, r := range [...]retireReason{retireLifetime, retireIdle, retireBroken, retireSibling} {
 		t.retireOpts[i] = metric.WithAttributeSet(attribute.NewSet(pool, attrRetireReason.String(r.String())))
 	}
 	for i, name := range opNames {
@@ -305,6 +305,7 @@ func (t *telemetry) observe(_ context.Context, o metric.Observer) error {
 	o.ObserveInt64(t.retired, t.retireCount[0].Load()+st.MaxLifetimeDestroyCount(), t.retireOpts[0])
 	o.ObserveInt64(t.retired, t.retireCount[1].Load()+st.MaxIdleDestroyCount(), t.retireOpts[1])
 	o.ObserveInt64(t.retired, t.retireCount[2].Load(), t.retireOpts[2])
+	o.ObserveInt64(t.retired, t.retireCount[3].Load(), t.retireOpts[3])
 	return nil
 }
 
@@ -326,6 +327,8 @@ func (t *telemetry) onRetire(reason retireReason) {
 		t.retireCount[1].Add(1)
 	case retireBroken:
 		t.retireCount[2].Add(1)
+	case retireSibling:
+		t.retireCount[3].Add(1)
 	}
 }
 

@@ -60,7 +60,7 @@ func (t *tracer) TraceQueryStart(ctx context.Context, conn *pgx.Conn, data pgx.T
 // policy and telemetry: it runs after every statement.
 func (t *tracer) TraceQueryEnd(ctx context.Context, conn *pgx.Conn, data pgx.TraceQueryEndData) {
 	s := stateOf(conn)
-	t.c.policy.statementEnded(s, conn, data.Err)
+	t.c.policy.statementEnded(ctx, s, conn, data.Err)
 	t.c.tel.queryEnd(ctx, s, data.Err)
 }
 
@@ -73,7 +73,7 @@ func (t *tracer) TraceBatchQuery(context.Context, *pgx.Conn, pgx.TraceBatchQuery
 
 func (t *tracer) TraceBatchEnd(ctx context.Context, conn *pgx.Conn, data pgx.TraceBatchEndData) {
 	s := stateOf(conn)
-	t.c.policy.statementEnded(s, conn, data.Err)
+	t.c.policy.statementEnded(ctx, s, conn, data.Err)
 	t.c.tel.queryEnd(ctx, s, data.Err)
 }
 

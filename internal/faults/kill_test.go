@@ -219,9 +219,12 @@ func TestBackendsKilledUnderLoad(t *testing.T) {
 	}
 
 	// Readers: an error only while a kill is in progress, and at most one per
-	// reader per kill. After the first death the pool verifies every sibling
-	// (probe, then one ping) before handing it out, so a reader whose
-	// statement failed is not given a second dead connection.
+	// reader per kill. The kill signals the backends one after another, so a
+	// sibling can look healthy (even answer a ping) and be killed while
+	// running the reader's next statement. After the first death the pool
+	// therefore retires every connection opened before it, and a reader
+	// whose statement failed gets a connection dialled after the kill began,
+	// which the kill never sees.
 	maxPerKill, perKillOverOne, retryMaxPerKill := 0, 0, 0
 	for r := range readers {
 		for _, n := range readErrs[r] {
