@@ -7,7 +7,6 @@ import (
 	"database/sql/driver"
 	"io"
 	"sync/atomic"
-	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/jackc/pgx/v5/stdlib"
@@ -90,7 +89,6 @@ func newConnector(cfg *Config, opts []Option, knobsSetByOpen bool) (*Connector, 
 		lifetime: cfg.MaxConnLifetime,
 		jitter:   cfg.MaxConnLifetimeJitter,
 		idle:     cfg.MaxConnIdleTime,
-		now:      time.Now,
 		onRetire: c.tel.onRetire,
 	}
 	c.policy.contended = c.contended

@@ -73,7 +73,7 @@ func NewPgxpoolConfig(dsn string, opts ...Option) (*pgxpool.Config, error) {
 	// holds the config and the pinning checker, as a real connector's would.
 	// No pool policy runs here, so the tracer's activity bookkeeping finds no
 	// per-connection state and does nothing.
-	c := &Connector{cfg: cfg, policy: &poolPolicy{now: time.Now}}
+	c := &Connector{cfg: cfg, policy: &poolPolicy{}}
 	tr := newTracer(c, cfg.Tracer)
 	iam, err := installAuth(cfg, pc)
 	if err != nil {

@@ -126,30 +126,33 @@ func (r retireReason) String() string {
 
 // connState is rdsproxy's bookkeeping for one physical connection, stored in
 // pgconn's CustomData so a lookup costs one map access and no allocation.
+//
+// Every field is read or written on each checkout or statement, so the
+// struct is kept to 64 bytes (one cache line): the per-query cost measured in
+// BenchmarkQueryPaired is mostly memory touched, not instructions.
 type connState struct {
-	deadline   time.Time     // created + MaxConnLifetime + this connection's jitter
-	lastUsed   atomic.Int64  // clockStamp of the connect, the last checkout or statement end: idle retirement
-	lastAnswer atomic.Int64  // clockStamp of the connect or the last statement's end: the probe window
-	retire     atomic.Uint32 // a retireReason, set (once) when the connection must go
+	deadline   int64        // clock stamp: created + MaxConnLifetime + this connection's jitter
+	lastUsed   atomic.Int64 // clock stamp of the connect, the last checkout or statement end: idle retirement
+	lastAnswer atomic.Int64 // clock stamp of the connect or the last statement's end: the probe window
 	prober     *conncheck.Prober
 	opStart    atomic.Int64  // unix nanos the running statement started, 0 if untimed (telemetry.go)
+	deathsSeen atomic.Uint64 // poolPolicy.deaths when this connection was opened
 	opName     atomic.Uint32 // its index in opNames
-	deathsSeen atomic.Uint64 // poolPolicy.deaths when this connection was last verified
+	retire     atomic.Uint32 // a retireReason, set (once) when the connection must go
 	handBack   atomic.Bool   // give this connection to a waiting caller instead of reusing it (fairness)
 }
 
 const customDataKey = "rdsproxy.conn"
 
-// clockBase anchors clockStamp. Stamps are offsets from it rather than Unix
-// times so that, with the real clock, they come from the monotonic clock: a
-// wall clock stepped back (NTP, a restored VM) must not make every connection
-// look just used and skip its probe.
+// clockBase anchors the pool policy's clock stamps: nanoseconds since
+// clockBase on the monotonic clock. Not Unix times: a wall clock stepped back
+// (NTP, a restored VM) must not make every connection look just used and
+// skip its probe, and a monotonic read is one vDSO call where time.Now is two.
 var clockBase = time.Now()
 
-// clockStamp is now as an offset from clockBase, in nanoseconds. With an
-// injected clock whose times carry no monotonic reading (tests), the wall
-// clock difference is used instead.
-func clockStamp(now time.Time) int64 { return int64(now.Sub(clockBase)) }
+// clockStamp is t as a clock stamp. For an injected clock's times without a
+// monotonic reading (tests), the wall clock difference is used instead.
+func clockStamp(t time.Time) int64 { return int64(t.Sub(clockBase)) }
 
 func stateOf(conn *pgx.Conn) *connState {
 	s, _ := conn.PgConn().CustomData()[customDataKey].(*connState)
@@ -168,7 +171,7 @@ func stateOf(conn *pgx.Conn) *connState {
 // pgxpool's private one) makes all the checks agree.
 type poolPolicy struct {
 	lifetime, jitter, idle time.Duration
-	now                    func() time.Time
+	now                    func() time.Time // nil: the real monotonic clock (tests inject one)
 	onRetire               func(reason retireReason)
 
 	// deaths counts connections of this pool found dead by the server's hand
@@ -192,14 +195,22 @@ type poolPolicy struct {
 	contended func() bool
 }
 
-func (p *poolPolicy) afterConnect(conn *pgx.Conn) {
-	now := p.now()
-	s := &connState{deadline: now.Add(p.lifetime)}
-	if p.jitter > 0 {
-		s.deadline = s.deadline.Add(rand.N(p.jitter))
+// stamp reads the policy's clock as a clock stamp.
+func (p *poolPolicy) stamp() int64 {
+	if p.now == nil {
+		return int64(time.Since(clockBase))
 	}
-	s.lastUsed.Store(clockStamp(now))
-	s.lastAnswer.Store(clockStamp(now))
+	return clockStamp(p.now())
+}
+
+func (p *poolPolicy) afterConnect(conn *pgx.Conn) {
+	now := p.stamp()
+	s := &connState{deadline: now + int64(p.lifetime)}
+	if p.jitter > 0 {
+		s.deadline += int64(rand.N(p.jitter))
+	}
+	s.lastUsed.Store(now)
+	s.lastAnswer.Store(now)
 	s.prober = conncheck.NewProber(conn.PgConn().Conn())
 	s.deathsSeen.Store(p.deaths.Load()) // a new connection is verified by its own handshake
 	conn.PgConn().CustomData()[customDataKey] = s
@@ -211,20 +222,20 @@ func (p *poolPolicy) expired(conn *pgx.Conn) retireReason {
 	if s == nil {
 		return notRetired
 	}
-	return p.expiredAt(s, p.now())
+	return p.expiredAt(s, p.stamp())
 }
 
 // expiredAt is expired for a known state and time.
-func (p *poolPolicy) expiredAt(s *connState, now time.Time) retireReason {
+func (p *poolPolicy) expiredAt(s *connState, now int64) retireReason {
 	if r := retireReason(s.retire.Load()); r != notRetired {
 		return r
 	}
 	switch {
 	case s.deathsSeen.Load() != p.deaths.Load():
 		return retireSibling
-	case now.After(s.deadline):
+	case now > s.deadline:
 		return retireLifetime
-	case time.Duration(clockStamp(now)-s.lastUsed.Load()) > p.idle:
+	case time.Duration(now-s.lastUsed.Load()) > p.idle:
 		return retireIdle
 	}
 	return notRetired
@@ -246,12 +257,11 @@ func (p *poolPolicy) shouldPing(conn *pgx.Conn, idle time.Duration) bool {
 	if s == nil {
 		return idle > pingAfterIdle
 	}
-	now := p.now()
-	if reason := p.expiredAt(s, now); reason != notRetired {
+	stamp := p.stamp()
+	if reason := p.expiredAt(s, stamp); reason != notRetired {
 		p.markRetired(conn, reason)
 		return false
 	}
-	stamp := clockStamp(now)
 	s.lastUsed.Store(stamp) // a checkout is use: pings and COPY count too, not only traced statements
 	// A negative age means the injected clock went backwards: probe.
 	if age := time.Duration(stamp - s.lastAnswer.Load()); age < 0 || age >= probeAfterIdle {
@@ -293,7 +303,7 @@ func (p *poolPolicy) statementEnded(ctx context.Context, s *connState, conn *pgx
 		return
 	}
 	if s != nil {
-		stamp := clockStamp(p.now())
+		stamp := p.stamp()
 		s.lastUsed.Store(stamp)
 		s.lastAnswer.Store(stamp)
 	}
@@ -335,7 +345,7 @@ func (p *poolPolicy) configurePool(pc *pgxpool.Config, maxConns int32, healthChe
 			return false, nil // pgxpool destroys it and acquires another
 		}
 		if s := stateOf(conn); s != nil {
-			s.lastUsed.Store(clockStamp(p.now()))
+			s.lastUsed.Store(p.stamp())
 		}
 		return true, nil
 	}

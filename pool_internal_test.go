@@ -7,6 +7,7 @@ import (
 	"sync"
 	"testing"
 	"time"
+	"unsafe"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/stretchr/testify/require"
@@ -95,6 +96,11 @@ func TestRetirementThroughPgxpoolPath(t *testing.T) {
 	require.Contains(t, *retired, retireLifetime.String())
 }
 
+// TestConnStateFitsOneCacheLine guards connState's size (see its comment).
+func TestConnStateFitsOneCacheLine(t *testing.T) {
+	require.LessOrEqual(t, unsafe.Sizeof(connState{}), uintptr(64))
+}
+
 func TestJitterSpreadsDeadlines(t *testing.T) {
 	p := &poolPolicy{lifetime: 30 * time.Minute, jitter: 5 * time.Minute, idle: time.Minute, now: func() time.Time { return time.Unix(1e9, 0) }}
 	db, _, _, _ := openWithClock(t, "pool_max_conns", "8")
@@ -103,15 +109,15 @@ func TestJitterSpreadsDeadlines(t *testing.T) {
 	conn, err := db.Conn(ctx)
 	require.NoError(t, err)
 	defer conn.Close()
-	deadlines := map[time.Time]bool{}
+	deadlines := map[int64]bool{}
 	require.NoError(t, conn.Raw(func(dc any) error {
 		pc := dc.(interface{ Conn() *pgx.Conn }).Conn()
+		base := clockStamp(time.Unix(1e9, 0).Add(30 * time.Minute))
 		for range 200 {
 			p.afterConnect(pc)
 			d := stateOf(pc).deadline
-			base := time.Unix(1e9, 0).Add(30 * time.Minute)
-			require.False(t, d.Before(base), "deadline before lifetime")
-			require.True(t, d.Before(base.Add(5*time.Minute)), "deadline beyond lifetime+jitter")
+			require.GreaterOrEqual(t, d, base, "deadline before lifetime")
+			require.Less(t, d, base+int64(5*time.Minute), "deadline beyond lifetime+jitter")
 			deadlines[d] = true
 		}
 		return nil
