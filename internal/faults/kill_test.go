@@ -38,7 +38,7 @@ const (
 // recover by themselves: each sees at most one error per kill (the statement
 // that was running on a killed backend), none once a kill has completed, and
 // every reader and writer succeeds again after the last kill. Half the readers
-// use rdsproxy.RetryRead (the read is idempotent), which in practice hides
+// use rdsproxy.RetryRead (the read is idempotent), which usually hides
 // even that one error.
 func TestBackendsKilledUnderLoad(t *testing.T) {
 	dsn := testdb.Require(t)
