@@ -66,8 +66,8 @@ type Config struct {
 	// pool_max_conn_lifetime_jitter. Default: [DefaultMaxConnLifetimeJitter].
 	MaxConnLifetimeJitter time.Duration
 
-	// MaxConnIdleTime retires a connection unused for this long: neither
-	// checked out nor running a statement. DSN key
+	// MaxConnIdleTime retires a connection this long after its last checkout
+	// or statement end (wall clock). DSN key
 	// pool_max_conn_idle_time. Default: [DefaultMaxConnIdleTime], or
 	// [DefaultLambdaMaxConnIdleTime] inside AWS Lambda.
 	MaxConnIdleTime time.Duration

@@ -60,20 +60,24 @@ connections the proxy dropped, backends killed by failover, and connections
 that outlived a Lambda freeze are replaced without the caller seeing an
 error. (A connection that answered less than 1 ms ago is handed out as is: a
 close inside that window is the same race as one during the next statement,
-which no check can prevent, and the system call is ~2% of a loopback query.)
+which no check can prevent, and the system call is 1-2% of a loopback query.)
 A connection idle for over a second also gets pgx's ping. After any
 connection of the pool dies at the server's hand, every connection opened
 before that death is retired at its next checkout and database/sql
 transparently takes a new one: failover, an administrator's kill or a
 pooler restart takes siblings too but not all at the same instant, and a
 sibling can show nothing on its socket, or even answer a ping, and then die
-during the caller's statement. The cost is at most one reconnect per pooled
-connection (tokens are cached) after a rare event; the gain is one caller
-error per event instead of one per dying sibling. A statement ended by the
-caller's own context (cancel or deadline) is not such a death. Idle time
-counts from the last checkout or statement, so connections used only for
-pings or COPY are not retired as idle; the probe window counts from the
-server's last answer, on the monotonic clock.
+during the caller's statement. The cost is up to one reconnect per pooled
+connection per death (tokens are cached); the gain is one caller error per
+event instead of one per dying sibling. Not deaths: a statement ended by the
+caller's own context (cancel or deadline), a second failure on a connection
+already counted, and the timeouts PostgreSQL aims at one session
+(idle_in_transaction_session_timeout, idle_session_timeout,
+transaction_timeout). Idle time counts from the last checkout or statement
+on the wall clock, so connections used only for pings are not retired as
+idle and a frozen Lambda's connections are, even if the monotonic clock
+stood still; the probe window counts from the server's last answer on the
+monotonic clock, so a wall clock stepped back cannot skip it.
 
 [Open] also sets database/sql's own limits to match (SetMaxOpenConns,
 SetMaxIdleConns, SetConnMaxIdleTime, SetConnMaxLifetime), so db.Stats()

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/jackc/pgx/v5/stdlib"
 
@@ -71,7 +72,7 @@ const (
 	// catch. Idle connections, the ones proxies drop (RDS Proxy's
 	// IdleClientTimeout is at least a minute) and Lambda freezes outlive, are
 	// always probed. The probe is one system call; on a loopback query in
-	// BenchmarkQueryPaired, skipping it for hot reuse saved ~2% of the query.
+	// BenchmarkQueryPaired, skipping it for hot reuse saved about 1-2% of the query.
 	probeAfterIdle = time.Millisecond
 
 	// pingAfterIdle: a connection reused after this much idle time gets a
@@ -131,28 +132,41 @@ func (r retireReason) String() string {
 // struct is kept to 64 bytes (one cache line): the per-query cost measured in
 // BenchmarkQueryPaired is mostly memory touched, not instructions.
 type connState struct {
-	deadline   int64        // clock stamp: created + MaxConnLifetime + this connection's jitter
-	lastUsed   atomic.Int64 // clock stamp of the connect, the last checkout or statement end: idle retirement
-	lastAnswer atomic.Int64 // clock stamp of the connect or the last statement's end: the probe window
+	deadline   int64        // monotonic stamp: created + MaxConnLifetime + this connection's jitter
+	lastUsed   atomic.Int64 // wall clock (Unix ns) of the connect, the last checkout or statement end: idle retirement
+	lastAnswer atomic.Int64 // monotonic stamp of the connect or the last statement's end: the probe window
 	prober     *conncheck.Prober
 	opStart    atomic.Int64  // unix nanos the running statement started, 0 if untimed (telemetry.go)
 	deathsSeen atomic.Uint64 // poolPolicy.deaths when this connection was opened
 	opName     atomic.Uint32 // its index in opNames
 	retire     atomic.Uint32 // a retireReason, set (once) when the connection must go
 	handBack   atomic.Bool   // give this connection to a waiting caller instead of reusing it (fairness)
+	dead       atomic.Bool   // its death was counted in poolPolicy.deaths (once per connection)
 }
 
 const customDataKey = "rdsproxy.conn"
 
-// clockBase anchors the pool policy's clock stamps: nanoseconds since
-// clockBase on the monotonic clock. Not Unix times: a wall clock stepped back
-// (NTP, a restored VM) must not make every connection look just used and
-// skip its probe, and a monotonic read is one vDSO call where time.Now is two.
+// clockBase anchors the pool policy's monotonic stamps: nanoseconds since
+// clockBase on the monotonic clock.
+//
+// Two clocks, on purpose. The probe window and the lifetime use the monotonic
+// clock: a wall clock stepped back (NTP, a restored VM) must not make every
+// connection look just used and skip its probe. Idle retirement uses the wall
+// clock: a frozen Lambda environment (or a snapshot restore) may not advance
+// the monotonic clock, and idle retirement is what replaces connections
+// after a thaw. A wall clock step only moves an idle retirement earlier or
+// later, and the probe still runs.
 var clockBase = time.Now()
 
-// clockStamp is t as a clock stamp. For an injected clock's times without a
-// monotonic reading (tests), the wall clock difference is used instead.
+// clockStamp is t as a monotonic stamp. For an injected clock's times
+// without a monotonic reading (tests), the wall clock difference is used.
 func clockStamp(t time.Time) int64 { return int64(t.Sub(clockBase)) }
+
+// instant is one reading of the policy's clock, on both scales.
+type instant struct {
+	wall int64 // Unix nanoseconds
+	mono int64 // clockStamp
+}
 
 func stateOf(conn *pgx.Conn) *connState {
 	s, _ := conn.PgConn().CustomData()[customDataKey].(*connState)
@@ -185,9 +199,14 @@ type poolPolicy struct {
 	// ping was spent on siblings). So every connection opened before a death
 	// is retired at its next checkout, and database/sql transparently takes
 	// another: one dialled after the death, which whatever killed the
-	// siblings did not see. The cost is at most one reconnect per pooled
-	// connection (tokens are cached: no signing) after a rare event; the
-	// gain is one caller error per event instead of one per dying sibling.
+	// siblings did not see. The cost is up to one reconnect per pooled
+	// connection per death (tokens are cached: no signing); the gain is one
+	// caller error per event instead of one per dying sibling. To keep the
+	// cost to real events, a death is counted once per connection, and not
+	// for the caller's own cancellation or a timeout aimed at one session
+	// (isDeath). A connection whose dial was under way when a death was
+	// counted is treated as opened after it: a narrow window in which it can
+	// still be one the killer saw.
 	deaths atomic.Uint64
 
 	// contended reports whether a caller is waiting in the connector for a
@@ -195,22 +214,25 @@ type poolPolicy struct {
 	contended func() bool
 }
 
-// stamp reads the policy's clock as a clock stamp.
-func (p *poolPolicy) stamp() int64 {
+// clock reads the policy's clock.
+func (p *poolPolicy) clock() instant {
+	var now time.Time
 	if p.now == nil {
-		return int64(time.Since(clockBase))
+		now = time.Now()
+	} else {
+		now = p.now()
 	}
-	return clockStamp(p.now())
+	return instant{wall: now.UnixNano(), mono: clockStamp(now)}
 }
 
 func (p *poolPolicy) afterConnect(conn *pgx.Conn) {
-	now := p.stamp()
-	s := &connState{deadline: now + int64(p.lifetime)}
+	now := p.clock()
+	s := &connState{deadline: now.mono + int64(p.lifetime)}
 	if p.jitter > 0 {
 		s.deadline += int64(rand.N(p.jitter))
 	}
-	s.lastUsed.Store(now)
-	s.lastAnswer.Store(now)
+	s.lastUsed.Store(now.wall)
+	s.lastAnswer.Store(now.mono)
 	s.prober = conncheck.NewProber(conn.PgConn().Conn())
 	s.deathsSeen.Store(p.deaths.Load()) // a new connection is verified by its own handshake
 	conn.PgConn().CustomData()[customDataKey] = s
@@ -222,20 +244,20 @@ func (p *poolPolicy) expired(conn *pgx.Conn) retireReason {
 	if s == nil {
 		return notRetired
 	}
-	return p.expiredAt(s, p.stamp())
+	return p.expiredAt(s, p.clock())
 }
 
 // expiredAt is expired for a known state and time.
-func (p *poolPolicy) expiredAt(s *connState, now int64) retireReason {
+func (p *poolPolicy) expiredAt(s *connState, now instant) retireReason {
 	if r := retireReason(s.retire.Load()); r != notRetired {
 		return r
 	}
 	switch {
 	case s.deathsSeen.Load() != p.deaths.Load():
 		return retireSibling
-	case now > s.deadline:
+	case now.mono > s.deadline:
 		return retireLifetime
-	case time.Duration(now-s.lastUsed.Load()) > p.idle:
+	case time.Duration(now.wall-s.lastUsed.Load()) > p.idle:
 		return retireIdle
 	}
 	return notRetired
@@ -257,14 +279,14 @@ func (p *poolPolicy) shouldPing(conn *pgx.Conn, idle time.Duration) bool {
 	if s == nil {
 		return idle > pingAfterIdle
 	}
-	stamp := p.stamp()
-	if reason := p.expiredAt(s, stamp); reason != notRetired {
+	now := p.clock()
+	if reason := p.expiredAt(s, now); reason != notRetired {
 		p.markRetired(conn, reason)
 		return false
 	}
-	s.lastUsed.Store(stamp) // a checkout is use: pings and COPY count too, not only traced statements
+	s.lastUsed.Store(now.wall) // a checkout is use: pings and COPY count too, not only traced statements
 	// A negative age means the injected clock went backwards: probe.
-	if age := time.Duration(stamp - s.lastAnswer.Load()); age < 0 || age >= probeAfterIdle {
+	if age := time.Duration(now.mono - s.lastAnswer.Load()); age < 0 || age >= probeAfterIdle {
 		switch s.prober.Probe() {
 		case conncheck.Closed:
 			p.markRetired(conn, retireBroken)
@@ -280,32 +302,62 @@ func (p *poolPolicy) shouldPing(conn *pgx.Conn, idle time.Duration) bool {
 // noteDeath records that a connection of this pool died, so that the others
 // are retired at their next checkout (see poolPolicy.deaths). s, the dead
 // connection's state, is marked as having seen its own death.
+//
+// A connection's death is counted once: after a failed statement pgx's
+// Rollback (or the caller's next call) on the same closed connection fails
+// again, with pgconn.ErrConnClosed, and must not retire the connections
+// dialled in between.
 func (p *poolPolicy) noteDeath(s *connState) {
+	if s != nil && !s.dead.CompareAndSwap(false, true) {
+		return
+	}
 	d := p.deaths.Add(1)
 	if s != nil {
 		s.deathsSeen.Store(d)
 	}
 }
 
+// sessionOnlySQLStates end one session for its own conduct (an idle
+// transaction, an idle session or a transaction too long) and say nothing
+// about the other connections, so they are not deaths.
+var sessionOnlySQLStates = map[string]bool{
+	"25P03": true, // idle_in_transaction_session_timeout
+	"25P04": true, // transaction_timeout (PostgreSQL 17)
+	"57P05": true, // idle_session_timeout
+}
+
+// isDeath reports whether a statement that failed with err and left its
+// connection closed means the server (or the network) ended the session in a
+// way that may have taken the siblings too.
+func isDeath(ctx context.Context, err error) bool {
+	// The caller's own context: pgx closes a connection whose statement was
+	// cancelled. (Not pgconn.Timeout: it is also true for a kernel
+	// ETIMEDOUT, a connection the network killed.)
+	if ctx.Err() != nil || errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+		return false
+	}
+	if errors.Is(err, pgconn.ErrConnClosed) { // already closed before this call: counted then, if at all
+		return false
+	}
+	var pgErr *pgconn.PgError
+	return !errors.As(err, &pgErr) || !sessionOnlySQLStates[pgErr.Code]
+}
+
 // statementEnded is called after every statement, with the statement's
 // context and conn's state s (nil if it has none). A failed statement that
-// left the connection closed means the server (or the network) ended the
-// session, unless the caller's context ended it: pgx closes a connection
-// whose statement was cancelled, and a cancellation says nothing about the
-// siblings. (Not pgconn.Timeout: it is also true for a kernel ETIMEDOUT, a
-// connection the network killed.) Anything else is the server heard from,
-// which restarts both clocks.
+// left the connection closed may be a death (isDeath); anything else is the
+// server heard from, which restarts both clocks.
 func (p *poolPolicy) statementEnded(ctx context.Context, s *connState, conn *pgx.Conn, err error) {
 	if err != nil && conn.IsClosed() {
-		if ctx.Err() == nil && !errors.Is(err, context.Canceled) && !errors.Is(err, context.DeadlineExceeded) {
+		if isDeath(ctx, err) {
 			p.noteDeath(s)
 		}
 		return
 	}
 	if s != nil {
-		stamp := p.stamp()
-		s.lastUsed.Store(stamp)
-		s.lastAnswer.Store(stamp)
+		now := p.clock()
+		s.lastUsed.Store(now.wall)
+		s.lastAnswer.Store(now.mono)
 	}
 }
 
@@ -344,10 +396,7 @@ func (p *poolPolicy) configurePool(pc *pgxpool.Config, maxConns int32, healthChe
 			p.markRetired(conn, reason)
 			return false, nil // pgxpool destroys it and acquires another
 		}
-		if s := stateOf(conn); s != nil {
-			s.lastUsed.Store(p.stamp())
-		}
-		return true, nil
+		return true, nil // ShouldPing, which pgxpool calls first, recorded the checkout
 	}
 	pc.AfterRelease = func(conn *pgx.Conn) bool {
 		if reason := p.expired(conn); reason != notRetired {

@@ -4,12 +4,17 @@ import (
 	"context"
 	"database/sql"
 	"errors"
+	"fmt"
+	"io"
+	"net"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 	"unsafe"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/stretchr/testify/require"
 
 	"github.com/rdsproxy/rdsproxy/internal/conncheck"
@@ -179,15 +184,84 @@ func TestSiblingDeathRetiresSiblings(t *testing.T) {
 // pings (or other untraced work between checkouts) is in use, not idle, and
 // must not be retired and redialled every idle period.
 func TestPingOnlyUseIsNotIdle(t *testing.T) {
-	db, _, clock, retired := openWithClock(t, "pool_max_conns", "1", "pool_max_conn_idle_time", "2m")
-	ctx := context.Background()
-	first := backendPID(t, db)
-	for range 4 {
-		clock.Advance(time.Minute)
-		require.NoError(t, db.PingContext(ctx))
+	for _, path := range []string{"database/sql idle list", "pgxpool"} {
+		db, _, clock, retired := openWithClock(t, "pool_max_conns", "1", "pool_max_conn_idle_time", "2m")
+		if path == "pgxpool" {
+			db.SetMaxIdleConns(0) // every return goes back to pgxpool: PrepareConn and AfterRelease
+		}
+		ctx := context.Background()
+		first := backendPID(t, db)
+		for range 4 {
+			clock.Advance(time.Minute)
+			require.NoError(t, db.PingContext(ctx), path)
+		}
+		require.Equal(t, first, backendPID(t, db), "%s: pinged every minute, never idle for 2m", path)
+		require.Empty(t, *retired, path)
 	}
-	require.Equal(t, first, backendPID(t, db), "pinged every minute: never idle for 2m")
-	require.Empty(t, *retired)
+}
+
+// TestSiblingDeathRetiresThroughPgxpoolPath: the same rule for connections
+// parked in pgxpool rather than in database/sql's idle list.
+func TestSiblingDeathRetiresThroughPgxpoolPath(t *testing.T) {
+	db, c, _, retired := openWithClock(t, "pool_max_conns", "1")
+	db.SetMaxIdleConns(0)
+	first := backendPID(t, db)
+	require.Equal(t, first, backendPID(t, db))
+	c.policy.noteDeath(nil)
+	second := backendPID(t, db)
+	require.NotEqual(t, first, second, "opened before the death: replaced")
+	require.Equal(t, second, backendPID(t, db), "opened after it: kept")
+	require.Equal(t, []string{retireSibling.String()}, *retired)
+}
+
+// TestIsDeath: which failures on a closed connection count as a death that
+// retires the siblings.
+func TestIsDeath(t *testing.T) {
+	live := context.Background()
+	cancelled, cancel := context.WithCancel(live)
+	cancel()
+	for _, tc := range []struct {
+		name  string
+		ctx   context.Context
+		err   error
+		death bool
+	}{
+		{"administrator kill", live, &pgconn.PgError{Severity: "FATAL", Code: "57P01"}, true},
+		{"network EOF", live, fmt.Errorf("read: %w", io.ErrUnexpectedEOF), true},
+		{"kernel ETIMEDOUT (network death, not the caller)", live, &net.OpError{Op: "read", Err: syscall.ETIMEDOUT}, true},
+		{"caller's context done", cancelled, errors.New("some error"), false},
+		{"wrapped context.Canceled", live, fmt.Errorf("timeout: %w", context.Canceled), false},
+		{"wrapped context.DeadlineExceeded", live, fmt.Errorf("timeout: %w", context.DeadlineExceeded), false},
+		{"already closed (a later Rollback)", live, fmt.Errorf("rollback: %w", pgconn.ErrConnClosed), false},
+		{"idle_in_transaction_session_timeout", live, &pgconn.PgError{Severity: "FATAL", Code: "25P03"}, false},
+		{"idle_session_timeout", live, &pgconn.PgError{Severity: "FATAL", Code: "57P05"}, false},
+		{"transaction_timeout", live, &pgconn.PgError{Severity: "FATAL", Code: "25P04"}, false},
+	} {
+		require.Equal(t, tc.death, isDeath(tc.ctx, tc.err), tc.name)
+	}
+}
+
+// TestOneKillIsOneDeath: a backend killed under an open transaction fails
+// the statement, then pgx's Rollback fails again on the closed connection;
+// that is one death, not two (each would retire the connections dialled in
+// between).
+func TestOneKillIsOneDeath(t *testing.T) {
+	db, c, _, _ := openWithClock(t, "pool_max_conns", "2")
+	ctx := context.Background()
+	admin := testdb.Admin(t)
+	tx, err := db.BeginTx(ctx, nil)
+	require.NoError(t, err)
+	var pid int
+	require.NoError(t, tx.QueryRowContext(ctx, "SELECT pg_backend_pid()").Scan(&pid))
+	_, err = admin.Exec(ctx, "SELECT pg_terminate_backend($1)", pid)
+	require.NoError(t, err)
+	before := c.policy.deaths.Load()
+	require.Eventually(t, func() bool {
+		_, err := tx.ExecContext(ctx, "SELECT 1")
+		return err != nil
+	}, 10*time.Second, time.Millisecond)
+	_ = tx.Rollback()
+	require.Equal(t, before+1, c.policy.deaths.Load())
 }
 
 // TestCancellationIsNotADeath: pgx closes a connection whose statement the

@@ -223,8 +223,9 @@ func TestBackendsKilledUnderLoad(t *testing.T) {
 	// sibling can look healthy (even answer a ping) and be killed while
 	// running the reader's next statement. After the first death the pool
 	// therefore retires every connection opened before it, and a reader
-	// whose statement failed gets a connection dialled after the kill began,
-	// which the kill never sees.
+	// whose statement failed gets a connection dialled after that death,
+	// which the kill (its backends listed before the first signal) never
+	// sees.
 	maxPerKill, perKillOverOne, retryMaxPerKill := 0, 0, 0
 	for r := range readers {
 		for _, n := range readErrs[r] {
