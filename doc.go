@@ -121,8 +121,9 @@ and the proxy-tuned pool limits, which pgxpool enforces itself:
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)
 
 pgxpool cannot retry a dial, so a rejected cached token fails that one
-Acquire; the token is dropped and the next dial signs a fresh one. Of the
-telemetry, only the pinning counter is recorded on this path.
+Acquire; the token is dropped and the next dial signs a fresh one. On this
+path the only metric is the pinning counter and there are no connect spans;
+query spans ([WithQuerySpans]) work as on the database/sql path.
 
 # Failures
 
@@ -155,8 +156,8 @@ than its ConnectionBorrowTimeout for a database connection. rdsproxy's
 defaults follow from that.
 
 Statements leave no server state. pgx's default exec mode prepares a named
-statement per query and connection, and behind a multiplexer those names
-collide ("prepared statement ... already exists"). rdsproxy defaults to
+statement per query and connection, and behind a transaction pooler such
+as PgBouncer those names collide ("prepared statement ... already exists"). rdsproxy defaults to
 cache_describe ([DefaultQueryExecMode]): the unnamed statement, parameter
 types cached on the client so values go in binary. A type round-trip matrix
 through PgBouncer in transaction mode supports the choice: cache_describe
