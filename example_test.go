@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
+	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
 
 	"github.com/rdsproxy/rdsproxy"
 )
@@ -75,4 +76,60 @@ func ExampleNewPgxpoolConfig() {
 		log.Fatal(err)
 	}
 	log.Printf("max conns %d, lifetime %v + up to %v", cfg.MaxConns, cfg.MaxConnLifetime, cfg.MaxConnLifetimeJitter)
+}
+
+// Connectors in one process share one token cache, so a cold start signs
+// once per endpoint and user, not once per connector. (Compile-only.)
+func ExampleNewTokenSource() {
+	tokens := rdsproxy.NewTokenSource(rdsproxy.TokenSourceOptions{})
+	orders, err := rdsproxy.Open("postgres://orders@my-proxy.proxy-abc.us-east-1.rds.amazonaws.com:5432/orders?iam=true",
+		rdsproxy.WithTokenSource(tokens))
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer orders.Close()
+	billing, err := rdsproxy.Open("postgres://billing@my-proxy.proxy-abc.us-east-1.rds.amazonaws.com:5432/billing?iam=true",
+		rdsproxy.WithTokenSource(tokens))
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer billing.Close()
+}
+
+// Metrics through an OpenTelemetry SDK MeterProvider, with a pool name that
+// tells this pool's instruments apart from another pool's to the same
+// database. (Compile-only.)
+func ExampleWithMeterProvider() {
+	reader := sdkmetric.NewManualReader() // in production, a Prometheus or OTLP exporter
+	mp := sdkmetric.NewMeterProvider(sdkmetric.WithReader(reader))
+	defer mp.Shutdown(context.Background())
+
+	db, err := rdsproxy.Open("postgres://app@my-proxy.proxy-abc.us-east-1.rds.amazonaws.com:5432/appdb?iam=true",
+		rdsproxy.WithMeterProvider(mp), rdsproxy.WithPoolName("orders"))
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer db.Close()
+}
+
+// An idempotent read retried through a borrow timeout or a connection lost
+// to failover, with bounded exponential backoff. Never wrap a write in it:
+// see IsAmbiguousCommit. (Compile-only.)
+func ExampleRetryRead() {
+	db, err := rdsproxy.Open("postgres://app@my-proxy.proxy-abc.us-east-1.rds.amazonaws.com:5432/appdb?iam=true")
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer db.Close()
+
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	var name string
+	err = rdsproxy.RetryRead(ctx, rdsproxy.RetryPolicy{MaxAttempts: 3}, func(ctx context.Context) error {
+		return db.QueryRowContext(ctx, "SELECT name FROM customers WHERE id = $1", 42).Scan(&name)
+	})
+	if err != nil {
+		log.Fatal(err)
+	}
+	log.Println(name)
 }
