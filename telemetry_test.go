@@ -456,19 +456,23 @@ func TestTelemetryIAMThroughEmulator(t *testing.T) {
 	}
 }
 
-// TestOperationIndex: the operation name is the first keyword from a bounded
-// set, never other text.
+// TestOperationIndex: the operation name is the first keyword (as the
+// pinning analyzer's tokenizer reads it) from a bounded set, never other text.
 func TestOperationIndex(t *testing.T) {
 	for sql, want := range map[string]string{
-		"select 1":                       "SELECT",
-		"  /* c */ -- x\n Insert into t": "INSERT",
-		"(SELECT 1) UNION (SELECT 2)":    "SELECT",
-		"WITH x AS (SELECT 1) SELECT":    "",
-		"-- ping":                        "",
-		"frobnicate the table":           "",
-		"":                               "",
-		"SELECTING":                      "",
-		"update t set a=1":               "UPDATE",
+		"select 1":                        "SELECT",
+		"  /* c */ -- x\n Insert into t":  "INSERT",
+		"(SELECT 1) UNION (SELECT 2)":     "SELECT",
+		"WITH x AS (SELECT 1) SELECT":     "",
+		"-- ping":                         "",
+		"frobnicate the table":            "",
+		"":                                "",
+		"SELECTING":                       "",
+		"update t set a=1":                "UPDATE",
+		"select1":                         "",
+		"/* a /* nested */ b */ DELETE":   "DELETE",
+		"'SELECT'":                        "",
+		"DEALLOCATEALLPREPAREDSTATEMENTS": "",
 	} {
 		require.Equal(t, want, opNames[operationIndex(sql)], "%q", sql)
 	}

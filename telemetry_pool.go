@@ -1,0 +1,103 @@
+// Copyright 2026 The rdsproxy Authors. SPDX-License-Identifier: Apache-2.0
+
+package rdsproxy
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+	"go.opentelemetry.io/otel"
+	"go.opentelemetry.io/otel/metric"
+)
+
+// observePool registers the asynchronous instruments that read pool's
+// statistics at collection time.
+func (t *telemetry) observePool(pool *pgxpool.Pool) {
+	t.pool = pool
+	reg, err := t.meter.RegisterCallback(t.observe,
+		t.count.Inst(), t.max.Inst(), t.idleMax.Inst(), t.idleMin.Inst(), t.retired)
+	if err != nil {
+		otel.Handle(err)
+		return
+	}
+	t.reg = reg
+}
+
+// observe reports the pool's state. Physical connections are either parked
+// in the connector's pool (idle) or checked out to database/sql (used: running
+// a statement, or idle in database/sql's own free list, which a driver cannot
+// see). Connections being dialed are in neither.
+func (t *telemetry) observe(_ context.Context, o metric.Observer) error {
+	st := t.pool.Stat()
+	o.ObserveInt64(t.count.Inst(), int64(st.AcquiredConns()), t.usedOpt)
+	o.ObserveInt64(t.count.Inst(), int64(st.IdleConns()), t.idleOpt)
+	o.ObserveInt64(t.max.Inst(), t.maxConns, t.poolOpt)
+	o.ObserveInt64(t.idleMax.Inst(), t.maxConns, t.poolOpt) // every connection may be parked idle
+	o.ObserveInt64(t.idleMin.Inst(), 0, t.poolOpt)          // MinConns is 0: nothing is dialed in the background
+	// The policy's own retirements, plus pgxpool's health check, which
+	// retires connections parked in it without going through the policy.
+	o.ObserveInt64(t.retired, t.retireCount[0].Load()+st.MaxLifetimeDestroyCount(), t.retireOpts[0])
+	o.ObserveInt64(t.retired, t.retireCount[1].Load()+st.MaxIdleDestroyCount(), t.retireOpts[1])
+	o.ObserveInt64(t.retired, t.retireCount[2].Load(), t.retireOpts[2])
+	o.ObserveInt64(t.retired, t.retireCount[3].Load(), t.retireOpts[3])
+	return nil
+}
+
+// close unregisters the pool callback, so a closed connector stops reporting.
+func (t *telemetry) close() {
+	if t != nil && t.reg != nil {
+		if err := t.reg.Unregister(); err != nil {
+			otel.Handle(err)
+		}
+	}
+}
+
+// onRetire counts a retirement decided by the pool policy.
+func (t *telemetry) onRetire(reason retireReason) {
+	switch reason {
+	case retireLifetime:
+		t.retireCount[0].Add(1)
+	case retireIdle:
+		t.retireCount[1].Add(1)
+	case retireBroken:
+		t.retireCount[2].Add(1)
+	case retireSibling:
+		t.retireCount[3].Add(1)
+	}
+}
+
+// checkoutStart is called when database/sql asks the connector for a
+// connection. It returns the start time, or the zero time when no checkout
+// instrument is enabled.
+func (t *telemetry) checkoutStart(ctx context.Context) time.Time {
+	if t == nil {
+		return time.Time{}
+	}
+	waited := t.waitedAtCap.Enabled(ctx)
+	if !waited && !t.waitTime.Inst().Enabled(ctx) && !t.timeouts.Inst().Enabled(ctx) {
+		return time.Time{}
+	}
+	if waited && t.pool != nil {
+		if st := t.pool.Stat(); st.IdleConns() == 0 && st.TotalConns() >= st.MaxConns() {
+			t.waitedAtCap.Add(ctx, 1, t.poolOpt)
+		}
+	}
+	return time.Now()
+}
+
+// checkoutEnd records the checkout's wait (db.client.connection.wait_time,
+// which includes a dial when one was needed) or its timeout.
+func (t *telemetry) checkoutEnd(ctx context.Context, start time.Time, err error) {
+	if t == nil || start.IsZero() {
+		return
+	}
+	if err == nil {
+		t.waitTime.Inst().Record(ctx, time.Since(start).Seconds(), t.poolOpt)
+		return
+	}
+	if errors.Is(err, context.DeadlineExceeded) {
+		t.timeouts.Inst().Add(ctx, 1, t.poolOpt)
+	}
+}
