@@ -155,8 +155,9 @@ func (c *Connector) contended() bool {
 	return c.waiting.Load() > 0 && c.pool.Stat().AcquiredConns() >= c.cfg.MaxConns
 }
 
-// Driver returns the rdsproxy driver.
-func (c *Connector) Driver() driver.Driver { return rdsDriver }
+// Driver returns the rdsproxy driver. It knows c, so that [ObserveDB] finds
+// the connector of a *sql.DB (through DB.Driver).
+func (c *Connector) Driver() driver.Driver { return &Driver{connector: c} }
 
 // Config returns a copy of the connector's effective configuration.
 func (c *Connector) Config() *Config {

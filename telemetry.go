@@ -4,6 +4,7 @@ package rdsproxy
 
 import (
 	"context"
+	"database/sql"
 	"errors"
 	"net"
 	"strconv"
@@ -104,6 +105,7 @@ type telemetry struct {
 
 	meter metric.Meter
 	pool  *pgxpool.Pool
+	db    atomic.Pointer[sql.DB] // the *sql.DB over the connector, once known (Open, ObserveDB)
 	reg   metric.Registration
 	dials sync.Map // pgxpool's per-dial context -> *dialTel, from BeforeConnect to TraceConnectStart
 }

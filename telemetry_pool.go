@@ -4,6 +4,7 @@ package rdsproxy
 
 import (
 	"context"
+	"database/sql"
 	"errors"
 	"time"
 
@@ -25,14 +26,26 @@ func (t *telemetry) observePool(pool *pgxpool.Pool) {
 	t.reg = reg
 }
 
-// observe reports the pool's state. Physical connections are either parked
-// in the connector's pool (idle) or checked out to database/sql (used: running
-// a statement, or idle in database/sql's own free list, which a driver cannot
-// see). Connections being dialed are in neither.
+// observe reports the pool's state. Every physical connection the connector
+// holds is either used or idle (connections being dialed are in neither):
+//
+//   - parked in the connector's pool: idle;
+//   - checked out to database/sql and held by the application (a running
+//     statement, open Rows, a *sql.Conn or a transaction): used;
+//   - checked out to database/sql but idle in its free list: idle when the
+//     *sql.DB is known (Open, ObserveDB), whose InUse count tells the two
+//     apart; otherwise used, since a driver cannot see database/sql's list.
 func (t *telemetry) observe(_ context.Context, o metric.Observer) error {
 	st := t.pool.Stat()
-	o.ObserveInt64(t.count.Inst(), int64(st.AcquiredConns()), t.usedOpt)
-	o.ObserveInt64(t.count.Inst(), int64(st.IdleConns()), t.idleOpt)
+	out := int64(st.AcquiredConns())
+	used := out
+	if db := t.db.Load(); db != nil {
+		// The two counts are read one after the other: min keeps used+idle
+		// equal to the connections held when a checkout falls between them.
+		used = min(int64(db.Stats().InUse), out)
+	}
+	o.ObserveInt64(t.count.Inst(), used, t.usedOpt)
+	o.ObserveInt64(t.count.Inst(), int64(st.IdleConns())+out-used, t.idleOpt)
 	o.ObserveInt64(t.max.Inst(), t.maxConns, t.poolOpt)
 	o.ObserveInt64(t.idleMax.Inst(), t.maxConns, t.poolOpt) // every connection may be parked idle
 	o.ObserveInt64(t.idleMin.Inst(), 0, t.poolOpt)          // MinConns is 0: nothing is dialed in the background
@@ -42,6 +55,38 @@ func (t *telemetry) observe(_ context.Context, o metric.Observer) error {
 	o.ObserveInt64(t.retired, t.retireCount[1].Load()+st.MaxIdleDestroyCount(), t.retireOpts[1])
 	o.ObserveInt64(t.retired, t.retireCount[2].Load(), t.retireOpts[2])
 	o.ObserveInt64(t.retired, t.retireCount[3].Load(), t.retireOpts[3])
+	return nil
+}
+
+// observeDB makes the connection count tell connections the application
+// holds from those idle in db's free list.
+func (t *telemetry) observeDB(db *sql.DB) {
+	if t != nil {
+		t.db.Store(db)
+	}
+}
+
+// errNotRdsproxyDB is ObserveDB's error for a *sql.DB of another driver.
+var errNotRdsproxyDB = errors.New("rdsproxy: ObserveDB: the *sql.DB was not opened with rdsproxy " +
+	"(rdsproxy.Open, sql.Open(\"rdsproxy\", dsn) or sql.OpenDB of an rdsproxy Connector)")
+
+// ObserveDB makes the db.client.connection.count metric of db's connector
+// exact under sql.Open("rdsproxy", dsn) or sql.OpenDB(connector): with it,
+// state="used" counts only the connections the application holds (running a
+// statement, open Rows, a *sql.Conn, a transaction) and the connections idle
+// in database/sql's own free list count as state="idle". Without it they
+// count as used, since a driver cannot see that list. [Open] does this
+// itself. Call it once, right after opening db; it returns an error only if
+// db is not on an rdsproxy connector.
+func ObserveDB(db *sql.DB) error {
+	if db == nil {
+		return errNotRdsproxyDB
+	}
+	d, ok := db.Driver().(*Driver)
+	if !ok || d.connector == nil {
+		return errNotRdsproxyDB
+	}
+	d.connector.tel.observeDB(db)
 	return nil
 }
 
