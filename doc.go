@@ -186,8 +186,10 @@ with [WithMeterProvider] and [WithTracerProvider]. With no provider installed
 the cost is OpenTelemetry's no-op: no allocation on the query path.
 
 Standard instruments (semantic conventions): db.client.connection.count
-(state used: checked out to database/sql, running a statement or idle in
-database/sql's own list; state idle: parked in the connector's pool),
+(state used: held by the application, as a running statement, open Rows, a
+*sql.Conn or a transaction; state idle: parked in the connector's pool or
+idle in database/sql's own list, which the connector sees under [Open] or
+after [ObserveDB], and otherwise counts as used),
 db.client.connection.max, .idle.max, .idle.min, .create_time (a dial, token
 included), .wait_time and .timeouts (checkouts that reach the connector), and
 the stable db.client.operation.duration (db.system.name=postgresql,
