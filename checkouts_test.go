@@ -4,6 +4,8 @@ import (
 	"context"
 	"database/sql"
 	"log/slog"
+	"net/url"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -36,16 +38,22 @@ func (w *warnings) all() []slog.Record {
 	return append([]slog.Record(nil), w.recs...)
 }
 
-// openForClose opens a *sql.DB through Open with a short close grace period,
-// logging into w.
-func openForClose(t *testing.T, app string, grace time.Duration, w *warnings) (*sql.DB, *Connector) {
+// openForClose opens a *sql.DB through Open with the given close grace
+// period, logging into w, with a password in the DSN that must never be logged.
+func openForClose(t *testing.T, app string, grace time.Duration, w *warnings) (db *sql.DB, c *Connector, password string) {
 	t.Helper()
-	db, err := Open(testdb.WithParams(testdb.Require(t), "application_name", app, "pool_max_conns", "5"),
-		WithLogger(slog.New(w)))
+	u, err := url.Parse(testdb.WithParams(testdb.Require(t), "application_name", app, "pool_max_conns", "5"))
 	require.NoError(t, err)
-	c := db.Driver().(*Driver).connector
+	password, ok := u.User.Password()
+	if !ok { // trust authentication ignores it; it must still never be logged
+		password = "pw-close-leak-Secret-71c2"
+		u.User = url.UserPassword(u.User.Username(), password)
+	}
+	db, err = Open(u.String(), WithLogger(slog.New(w)))
+	require.NoError(t, err)
+	c = db.Driver().(*Driver).connector
 	c.closeGrace = grace
-	return db, c
+	return db, c, password
 }
 
 // waitPoolClosed waits for the background close to finish, within a
@@ -69,7 +77,7 @@ func TestCloseReclaimsLeakedCheckouts(t *testing.T) {
 	admin := testdb.Admin(t)
 	var w warnings
 	const grace = 300 * time.Millisecond
-	db, c := openForClose(t, app, grace, &w)
+	db, c, password := openForClose(t, app, grace, &w)
 	ctx := context.Background()
 
 	released, err := db.Conn(ctx) // back in database/sql's free list: not leaked
@@ -109,6 +117,10 @@ func TestCloseReclaimsLeakedCheckouts(t *testing.T) {
 		return true
 	})
 	require.EqualValues(t, 3, n, "the connection released to database/sql before Close is not counted")
+	var text strings.Builder
+	require.NoError(t, slog.NewTextHandler(&text, nil).Handle(ctx, recs[0]))
+	require.NotContains(t, text.String(), password)
+	require.NotContains(t, text.String(), "postgres://")
 	_ = rows
 	_ = conn
 }
@@ -120,7 +132,7 @@ func TestCloseWaitsForReleaseWithinGrace(t *testing.T) {
 	app := testdb.AppName(t)
 	admin := testdb.Admin(t)
 	var w warnings
-	db, c := openForClose(t, app, time.Hour, &w)
+	db, c, _ := openForClose(t, app, time.Hour, &w)
 	ctx := context.Background()
 	conn, err := db.Conn(ctx)
 	require.NoError(t, err)
