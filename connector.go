@@ -7,6 +7,7 @@ import (
 	"database/sql/driver"
 	"io"
 	"sync/atomic"
+	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/jackc/pgx/v5/stdlib"
@@ -37,6 +38,15 @@ type Connector struct {
 	pins    *pinChecker // nil unless pin_check=warn
 	tel     *telemetry  // OpenTelemetry instruments (telemetry.go)
 	closed  atomic.Bool
+
+	// out tracks connections handed to database/sql until pgxpool gets them
+	// back, so Close can close leaked ones (checkouts.go).
+	out checkouts
+	// closeGrace replaces closeGracePeriod when non-zero (tests).
+	closeGrace time.Duration
+	// poolClosed is closed once Close has closed the pool, which happens in
+	// the background when connections are still out.
+	poolClosed chan struct{}
 }
 
 // Compile-time checks of the interfaces database/sql looks for.
@@ -118,7 +128,7 @@ func newConnector(cfg *Config, opts []Option, knobsSetByOpen bool) (*Connector, 
 	}
 	c.pool = pool
 	c.tel.observePool(pool)
-	c.std = stdlib.GetPoolConnector(pool, c.policy.stdlibOptions()...)
+	c.std = c.out.track(stdlib.GetPoolConnector(pool, c.policy.stdlibOptions()...))
 	return c, nil
 }
 
@@ -155,8 +165,9 @@ func (c *Connector) contended() bool {
 	return c.waiting.Load() > 0 && c.pool.Stat().AcquiredConns() >= c.cfg.MaxConns
 }
 
-// Driver returns the rdsproxy driver.
-func (c *Connector) Driver() driver.Driver { return rdsDriver }
+// Driver returns the rdsproxy driver. It knows c, so that [ObserveDB] finds
+// the connector of a *sql.DB (through DB.Driver).
+func (c *Connector) Driver() driver.Driver { return &Driver{connector: c} }
 
 // Config returns a copy of the connector's effective configuration.
 func (c *Connector) Config() *Config {
@@ -167,6 +178,12 @@ func (c *Connector) Config() *Config {
 
 // Close closes every connection of the connector and stops its background
 // health check. database/sql calls it from DB.Close. It is safe to call twice.
+//
+// Connections still checked out (a running statement, Rows, a *sql.Conn or a
+// transaction) keep working until they are released: Close returns at once
+// and the pool finishes closing with the last release. A connection still out
+// 30 seconds after Close is taken as leaked and closed, and a warning with
+// the count goes to the configured logger.
 func (c *Connector) Close() error {
 	if c.closed.Swap(true) {
 		return nil
@@ -175,12 +192,14 @@ func (c *Connector) Close() error {
 	// calls Close while a *sql.Conn, Tx or Rows may still hold one, and code like
 	// "conn := db.Conn(); db.Close(); conn.Close()" must not hang: database/sql
 	// itself closes such connections when they are released. So when some are
-	// still out, the pool closes in the background and finishes with the last
-	// release. No new checkout can start: database/sql and Connect are closed.
+	// still out, the pool closes in the background (closePool). No new checkout
+	// can start: database/sql and Connect are closed.
+	c.poolClosed = make(chan struct{})
 	if c.pool.Stat().AcquiredConns() == 0 {
 		c.pool.Close()
+		close(c.poolClosed)
 	} else {
-		go c.pool.Close()
+		go c.closePool()
 	}
 	c.tel.close()
 	if c.pins != nil {

@@ -83,6 +83,10 @@ the cost is OpenTelemetry's no-op, with no allocation.
 	otel.SetMeterProvider(sdkmetric.NewMeterProvider(sdkmetric.WithReader(reader)))
 	db, err := rdsproxy.Open(dsn, rdsproxy.WithPoolName("orders"))
 
+Under plain sql.Open or sql.OpenDB, call [ObserveDB] once so that the
+connection count tells connections the application holds (used) from those
+idle in database/sql's own list; [Open] does it itself.
+
 The instruments are the semantic conventions' db.client.connection.* and
 db.client.operation.duration, plus rdsproxy.* counters for pinning,
 retirements and IAM tokens; each physical connection gets an rdsproxy.connect

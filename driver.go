@@ -15,7 +15,9 @@ var driverName = "rdsproxy"
 
 // Driver is the database/sql driver registered as "rdsproxy". Prefer
 // [Open] or [NewConnector]; sql.Open("rdsproxy", dsn) works too.
-type Driver struct{}
+type Driver struct {
+	connector *Connector // the connector whose Driver method returned it (see ObserveDB); nil for the registered one
+}
 
 var rdsDriver = &Driver{}
 
@@ -77,6 +79,7 @@ func Open(dsn string, opts ...Option) (*sql.DB, error) {
 		return nil, err
 	}
 	db := sql.OpenDB(c)
+	c.tel.observeDB(db) // db.client.connection.count tells held connections from database/sql's idle ones
 	n := int(c.cfg.MaxConns)
 	db.SetMaxOpenConns(n)
 	db.SetMaxIdleConns(n)

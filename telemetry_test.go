@@ -456,21 +456,96 @@ func TestTelemetryIAMThroughEmulator(t *testing.T) {
 	}
 }
 
-// TestOperationIndex: the operation name is the first keyword from a bounded
-// set, never other text.
+// TestOperationIndex: the operation name is the first keyword (as the
+// pinning analyzer's tokenizer reads it) from a bounded set, never other text.
 func TestOperationIndex(t *testing.T) {
 	for sql, want := range map[string]string{
-		"select 1":                       "SELECT",
-		"  /* c */ -- x\n Insert into t": "INSERT",
-		"(SELECT 1) UNION (SELECT 2)":    "SELECT",
-		"WITH x AS (SELECT 1) SELECT":    "",
-		"-- ping":                        "",
-		"frobnicate the table":           "",
-		"":                               "",
-		"SELECTING":                      "",
-		"update t set a=1":               "UPDATE",
+		"select 1":                        "SELECT",
+		"  /* c */ -- x\n Insert into t":  "INSERT",
+		"(SELECT 1) UNION (SELECT 2)":     "SELECT",
+		"WITH x AS (SELECT 1) SELECT":     "",
+		"-- ping":                         "",
+		"frobnicate the table":            "",
+		"":                                "",
+		"SELECTING":                       "",
+		"update t set a=1":                "UPDATE",
+		"select1":                         "",
+		"/* a /* nested */ b */ DELETE":   "DELETE",
+		"'SELECT'":                        "",
+		"DEALLOCATEALLPREPAREDSTATEMENTS": "",
 	} {
 		require.Equal(t, want, opNames[operationIndex(sql)], "%q", sql)
 	}
 	require.Zero(t, testing.AllocsPerRun(100, func() { operationIndex("select 1") }))
+}
+
+// TestTelemetryUsedCountsHeldConnections: with one connection held by the
+// application (a *sql.Conn) and two idle in database/sql's free list, the
+// connection count reads used=1, idle=2 under Open and under sql.OpenDB with
+// ObserveDB; without ObserveDB the driver cannot tell, and all three are used.
+func TestTelemetryUsedCountsHeldConnections(t *testing.T) {
+	dsn := testdb.WithParams(testdb.Require(t), "application_name", testdb.AppName(t), "pool_max_conns", "3")
+	for _, c := range []struct {
+		name       string
+		open       func(t *testing.T, opts []Option) *sql.DB
+		used, idle int64
+	}{
+		{"Open", func(t *testing.T, opts []Option) *sql.DB {
+			db, err := Open(dsn, opts...)
+			require.NoError(t, err)
+			return db
+		}, 1, 2},
+		{"OpenDB+ObserveDB", func(t *testing.T, opts []Option) *sql.DB {
+			c, err := NewConnector(dsn, opts...)
+			require.NoError(t, err)
+			db := sql.OpenDB(c)
+			require.NoError(t, ObserveDB(db))
+			return db
+		}, 1, 2},
+		{"OpenDB", func(t *testing.T, opts []Option) *sql.DB {
+			c, err := NewConnector(dsn, opts...)
+			require.NoError(t, err)
+			return sql.OpenDB(c)
+		}, 3, 0},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			h := newOtelHarness(t)
+			db := c.open(t, append(h.options(), WithPoolName("held")))
+			t.Cleanup(func() { db.Close() })
+			ctx := context.Background()
+			var conns []*sql.Conn
+			for range 3 {
+				conn, err := db.Conn(ctx)
+				require.NoError(t, err)
+				require.NoError(t, conn.PingContext(ctx))
+				conns = append(conns, conn)
+			}
+			require.NoError(t, conns[1].Close()) // back to database/sql's free list
+			require.NoError(t, conns[2].Close())
+			require.Equal(t, 2, db.Stats().Idle)
+
+			count := h.collect(t)[dbconv.ClientConnectionCountObservable{}.Name()]
+			pa := poolAttr("held")
+			require.Equal(t, c.used, sumValue(t, count, pa, attribute.String("db.client.connection.state", "used")))
+			require.Equal(t, c.idle, sumValue(t, count, pa, attribute.String("db.client.connection.state", "idle")))
+			require.NoError(t, conns[0].Close())
+		})
+	}
+}
+
+// TestObserveDBFindsTheConnector: ObserveDB accepts a *sql.DB from
+// sql.Open("rdsproxy", dsn) and refuses one of another driver.
+func TestObserveDBFindsTheConnector(t *testing.T) {
+	dsn := testdb.WithParams(testdb.Require(t), "application_name", testdb.AppName(t))
+	db, err := sql.Open(driverName, dsn)
+	require.NoError(t, err)
+	t.Cleanup(func() { db.Close() })
+	require.NoError(t, ObserveDB(db))
+	require.Same(t, db, db.Driver().(*Driver).connector.tel.db.Load())
+
+	other, err := sql.Open("pgx", dsn)
+	require.NoError(t, err)
+	t.Cleanup(func() { other.Close() })
+	require.ErrorIs(t, ObserveDB(other), errNotRdsproxyDB)
+	require.ErrorIs(t, ObserveDB(nil), errNotRdsproxyDB)
 }
