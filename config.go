@@ -29,6 +29,13 @@ const (
 // Config is a parsed rdsproxy connection string plus options. Create it with
 // [ParseConfig]; a zero Config is not usable. Every field documents its
 // default; the defaults and their reasons are the named constants in pool.go.
+//
+// A Config, by value or by pointer, prints as its String with fmt (every
+// verb), log/slog and encoding/json: never the password or the credentials
+// of an option. fmt cannot call methods on an unexported field of another
+// struct; there %v shows pointers as addresses, but %s and %q print pgx's
+// ConnConfig, password included, so keep a Config in an exported field or
+// behind a pointer.
 type Config struct {
 	// ConnConfig is pgx's connection configuration, with rdsproxy's own keys
 	// already removed from RuntimeParams so they are never sent to the server.
@@ -99,7 +106,7 @@ type Config struct {
 	jitterSet      bool
 	healthCheckSet bool
 	execModeSet    bool
-	iamOpts        iamOptions
+	iamOpts        *iamOptions     // nil until an IAM option is given; see editIAM
 	parsedPool     *pgxpool.Config // from ParseConfig, so a connector need not parse a DSN again
 
 	// MeterProvider receives the driver's metrics (see the package

@@ -3,7 +3,10 @@
 package rdsproxy
 
 import (
+	"encoding/json"
 	"fmt"
+	"io"
+	"log/slog"
 	"net/url"
 	"os"
 	"slices"
@@ -248,9 +251,12 @@ func (c *Config) FormatOwnKeys() string {
 }
 
 // String describes the config for logs: host, port, database, user and
-// rdsproxy's settings. It never includes the password.
-func (c *Config) String() string {
-	if c == nil || c.ConnConfig == nil {
+// rdsproxy's settings. It never includes the password. It has a value
+// receiver, like the other formatting methods below, so that a Config printed
+// by value, or held by value in another struct, is described the same way as
+// a *Config instead of printing pgx's ConnConfig (password included).
+func (c Config) String() string {
+	if c.ConnConfig == nil {
 		return "rdsproxy.Config{}"
 	}
 	return fmt.Sprintf("rdsproxy.Config{host=%s port=%d database=%s user=%s %s}",
@@ -258,7 +264,26 @@ func (c *Config) String() string {
 }
 
 // GoString is String, so %#v cannot print the password either.
-func (c *Config) GoString() string { return c.String() }
+func (c Config) GoString() string { return c.String() }
+
+// Format prints String for every verb (%v, %+v, %#v, %s, %q, %x, %d, ...):
+// without it, verbs that fmt does not route to String, such as %d, would
+// print the fields, and with them any credentials an option holds.
+func (c Config) Format(f fmt.State, verb rune) {
+	switch verb {
+	case 'q', 'x', 'X':
+		fmt.Fprintf(f, fmt.FormatString(f, verb), c.String())
+	default:
+		io.WriteString(f, c.String()) //nolint:errcheck // fmt.State reports no useful error
+	}
+}
+
+// LogValue makes log/slog log String, with any handler.
+func (c Config) LogValue() slog.Value { return slog.StringValue(c.String()) }
+
+// MarshalJSON writes String as a JSON string, so a Config inside a struct
+// marshalled to JSON (or logged by a JSON handler) never shows the password.
+func (c Config) MarshalJSON() ([]byte, error) { return json.Marshal(c.String()) }
 
 // withDefaultSSLMode adds sslmode=verify-full to a connection string that names
 // no sslmode (and when PGSSLMODE is unset). It works on the text rather than a
