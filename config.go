@@ -167,7 +167,9 @@ func (c *Config) validate() error {
 	default:
 		return &ConfigError{Key: keyPinCheck, Value: string(c.PinCheck), Accepted: acceptedPinCheck}
 	}
-	if c.IAM && !serverVerified(c.ConnConfig) {
+	// A token from WithTokenFunc is as much a bearer credential as one
+	// signed for iam=true, whatever the DSN says about IAM.
+	if (c.IAM || c.iam().tokenFunc != nil) && !serverVerified(c.ConnConfig) {
 		return ErrInsecureIAM
 	}
 	return nil
@@ -178,8 +180,9 @@ func (c *Config) validate() error {
 // the effect of sslmode rather than its spelling: disable has no TLS config,
 // allow tries plaintext first, prefer falls back to plaintext, and require and
 // verify-ca skip the host name check (pgx sets InsecureSkipVerify for them). An
-// IAM token is a bearer credential for 15 minutes: it must only go to a server
-// that proved it is the proxy.
+// IAM token is a bearer credential for 15 minutes, and a [TokenFunc]'s token
+// is treated the same: it must only go to a server that proved it is the
+// proxy.
 func serverVerified(cc *pgx.ConnConfig) bool {
 	if cc.TLSConfig == nil || cc.TLSConfig.InsecureSkipVerify {
 		return false

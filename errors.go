@@ -13,11 +13,11 @@ var (
 	// ErrConfig is wrapped by every error about a DSN key or an option.
 	ErrConfig = errors.New("rdsproxy: invalid configuration")
 
-	// ErrInsecureIAM is returned when iam=true is combined with an sslmode that
-	// may send the token in clear text.
-	ErrInsecureIAM = errors.New("rdsproxy: iam=true needs TLS that verifies the server, but sslmode is disable, allow, " +
-		"prefer, require or verify-ca, which can connect without TLS or to a server whose name was not checked, and " +
-		"hand it the IAM token; remove sslmode (the default is verify-full) or set sslmode=verify-full")
+	// ErrInsecureIAM is returned when iam=true or [WithTokenFunc] is combined
+	// with an sslmode that may send the token in clear text.
+	ErrInsecureIAM = errors.New("rdsproxy: an IAM token (iam=true or WithTokenFunc) needs TLS that verifies the server, " +
+		"but sslmode is disable, allow, prefer, require or verify-ca, which can connect without TLS or to a server whose " +
+		"name was not checked, and hand it the token; remove sslmode (the default is verify-full) or set sslmode=verify-full")
 
 	// ErrNoRegion is returned by Open and NewConnector when iam=true and no AWS
 	// region can be found.

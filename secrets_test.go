@@ -84,6 +84,10 @@ func TestConfigFormattingHasNoSecrets(t *testing.T) {
 			requireNoSecret(t, name+" "+verb, fmt.Sprintf(verb, v))
 		}
 	}
+	// Behind a pointer in an unexported field, every verb is safe.
+	for _, verb := range verbs {
+		requireNoSecret(t, "unexported pointer "+verb, fmt.Sprintf(verb, struct{ c *rdsproxy.Config }{cfg}))
+	}
 	// %s of a Config by value is its description, not pgx's ConnConfig.
 	require.Contains(t, fmt.Sprintf("%s", *cfg), "rdsproxy.Config{host=my-proxy")
 	require.Contains(t, fmt.Sprintf("%+v", appByValue{DB: *cfg}), "rdsproxy.Config{host=my-proxy")

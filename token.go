@@ -165,7 +165,9 @@ func WithTokenSource(ts *TokenSource) Option {
 }
 
 // WithTokenFunc sets every new connection's password from f instead of AWS
-// signing. It does not need iam=true.
+// signing. It does not need iam=true, but it follows the same TLS rule: the
+// token goes only to a server verified by sslmode=verify-full (the default),
+// else NewConnector and Open fail with [ErrInsecureIAM].
 func WithTokenFunc(f TokenFunc) Option {
 	return func(c *Config) error {
 		if f == nil {
