@@ -145,7 +145,10 @@ PostgreSQL and checks the session state it leaves):
 
 At run time (pin_check=warn, the default) rdsproxy's pgx tracer checks every
 statement: queries, Exec, statements in transactions, batches and named
-prepares. The first time a distinct statement (by fingerprint, literals
+prepares. Statements sent through (*sql.Conn).Raw → *stdlib.Conn →
+Conn().PgConn() (pgconn's Exec, ExecParams, Prepare, CopyFrom and the rest)
+bypass pgx's tracer: they are neither checked for pinning nor traced. The
+first time a distinct statement (by fingerprint, literals
 replaced by ?) would pin, it logs one warning with the reasons and a remedy,
 rate-limited to 10 a minute per connector, and calls the [WithPinHandler]
 handler, without a rate limit. Verdicts are cached per statement text, so the
