@@ -5,6 +5,7 @@ package rdsproxy
 import (
 	"fmt"
 	"log/slog"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -146,21 +147,20 @@ func (c *Config) validate() error {
 	if c.ConnConfig == nil {
 		return &ConfigError{Key: "Config", Value: "zero value", Accepted: "a Config returned by ParseConfig"}
 	}
-	if c.MaxConns < 1 {
+	if c.MaxConns < 1 || c.MaxConns > maxMaxConns {
 		return &ConfigError{Key: keyPoolMaxConns, Value: fmt.Sprint(c.MaxConns), Accepted: acceptedMaxConns}
 	}
-	if c.MaxConnLifetime <= 0 || c.MaxConnLifetime >= proxyClientMaxLife {
-		return &ConfigError{Key: keyPoolMaxConnLifetime, Value: c.MaxConnLifetime.String(), Accepted: acceptedLifetime}
+	if err := checkLifetime(keyPoolMaxConnLifetime, c.MaxConnLifetime); err != nil {
+		return err
 	}
-	// Compared by subtraction: lifetime+jitter can overflow to a negative value.
-	if c.MaxConnLifetimeJitter < 0 || c.MaxConnLifetimeJitter >= proxyClientMaxLife-c.MaxConnLifetime {
-		return &ConfigError{Key: keyPoolMaxConnLifetimeJitter, Value: c.MaxConnLifetimeJitter.String(), Accepted: acceptedJitter}
+	if err := checkJitter(keyPoolMaxConnLifetimeJitter, c.MaxConnLifetime, c.MaxConnLifetimeJitter); err != nil {
+		return err
 	}
-	if c.MaxConnIdleTime <= 0 {
-		return &ConfigError{Key: keyPoolMaxConnIdleTime, Value: c.MaxConnIdleTime.String(), Accepted: acceptedPositiveDuration}
+	if err := checkIdleTime(keyPoolMaxConnIdleTime, c.MaxConnIdleTime); err != nil {
+		return err
 	}
-	if c.HealthCheckPeriod <= 0 {
-		return &ConfigError{Key: keyPoolHealthCheckPeriod, Value: c.HealthCheckPeriod.String(), Accepted: acceptedPositiveDuration}
+	if err := checkHealthCheckPeriod(keyPoolHealthCheckPeriod, c.HealthCheckPeriod); err != nil {
+		return err
 	}
 	switch c.PinCheck {
 	case PinCheckWarn, PinCheckOff:
@@ -193,4 +193,90 @@ func serverVerified(cc *pgx.ConnConfig) bool {
 		}
 	}
 	return true
+}
+
+// Bounds of the duration settings. The DSN keys (setKey), the options and
+// validate (which also sees a Config edited by hand) all check them through
+// the check functions below, so each bound lives only here.
+const (
+	// minMaxConnLifetime: every retirement opens a new connection (TCP, TLS,
+	// the proxy's token check); a shorter lifetime turns a busy pool into
+	// about a connection per checkout.
+	minMaxConnLifetime = time.Minute
+	// maxMaxConnLifetime (exclusive, for the lifetime plus its jitter): RDS
+	// Proxy closes every client connection at 24h, possibly mid-statement.
+	maxMaxConnLifetime = proxyClientMaxLife
+
+	// minMaxConnIdleTime: a shorter idle limit retires connections between the
+	// statements of one request, reconnecting for nothing.
+	minMaxConnIdleTime = time.Second
+	// maxMaxConnIdleTime: no connection lives longer than the lifetime, which
+	// is below 24h, so a longer idle limit can only be a typo.
+	maxMaxConnIdleTime = proxyClientMaxLife
+
+	// minHealthCheckPeriod: the check only compares clocks with the lifetime
+	// and idle limits, at least a second each; running it more often only
+	// wakes the process (a period of a nanosecond keeps a core busy).
+	minHealthCheckPeriod = time.Second
+	// maxHealthCheckPeriod: the check is what closes connections parked past
+	// their idle limit; a longer period leaves them open at the proxy for no
+	// gain.
+	maxHealthCheckPeriod = proxyClientMaxLife
+)
+
+// Accepted values of the duration settings, in words, from the bounds above.
+var (
+	acceptedLifetime = fmt.Sprintf("a Go duration from %s, below %s (RDS Proxy's fixed client connection life) "+
+		"together with its jitter", fmtDuration(minMaxConnLifetime), fmtDuration(maxMaxConnLifetime))
+	acceptedJitter = fmt.Sprintf("a Go duration from 0s, with the lifetime below %s (RDS Proxy's fixed client "+
+		"connection life)", fmtDuration(maxMaxConnLifetime))
+	acceptedIdleTime = fmt.Sprintf("a Go duration from %s to %s", fmtDuration(minMaxConnIdleTime),
+		fmtDuration(maxMaxConnIdleTime))
+	acceptedHealthCheckPeriod = fmt.Sprintf("a Go duration from %s to %s", fmtDuration(minHealthCheckPeriod),
+		fmtDuration(maxHealthCheckPeriod))
+)
+
+// fmtDuration writes d as a user would type it: 1m, 24h, 1s (not 1m0s).
+func fmtDuration(d time.Duration) string {
+	s := d.String()
+	for _, zero := range []string{"0s", "0m"} {
+		if len(s) > len(zero) && strings.HasSuffix(s, zero) {
+			s = strings.TrimSuffix(s, zero)
+		}
+	}
+	return s
+}
+
+// checkLifetime checks a connection lifetime; key names the DSN key or option
+// in the error.
+func checkLifetime(key string, d time.Duration) error {
+	if d < minMaxConnLifetime || d >= maxMaxConnLifetime {
+		return &ConfigError{Key: key, Value: d.String(), Accepted: acceptedLifetime}
+	}
+	return nil
+}
+
+// checkJitter checks a lifetime's jitter against the lifetime.
+func checkJitter(key string, lifetime, jitter time.Duration) error {
+	// Compared by subtraction: lifetime+jitter can overflow to a negative value.
+	if jitter < 0 || jitter >= maxMaxConnLifetime-lifetime {
+		return &ConfigError{Key: key, Value: jitter.String(), Accepted: acceptedJitter}
+	}
+	return nil
+}
+
+// checkIdleTime checks an idle limit.
+func checkIdleTime(key string, d time.Duration) error {
+	if d < minMaxConnIdleTime || d > maxMaxConnIdleTime {
+		return &ConfigError{Key: key, Value: d.String(), Accepted: acceptedIdleTime}
+	}
+	return nil
+}
+
+// checkHealthCheckPeriod checks the health check period.
+func checkHealthCheckPeriod(key string, d time.Duration) error {
+	if d < minHealthCheckPeriod || d > maxHealthCheckPeriod {
+		return &ConfigError{Key: key, Value: d.String(), Accepted: acceptedHealthCheckPeriod}
+	}
+	return nil
 }

@@ -44,14 +44,11 @@ var ownKeys = []string{keyIAM, keyAWSRegion, keyPinCheck, keyPoolMaxConns, keyPo
 var reservedPrefixes = []string{"iam", "aws_", "pin_", "pool_", "rdsproxy"}
 
 const (
-	acceptedBool             = "true or false"
-	acceptedRegion           = "an AWS region name such as us-east-1"
-	acceptedPinCheck         = "off or warn"
-	acceptedMaxConns         = "a whole number from 1 to 10000"
-	acceptedLifetime         = "a Go duration such as 30m, above 0 and, with its jitter, below 24h (RDS Proxy's fixed client connection life)"
-	acceptedJitter           = "a Go duration such as 5m, 0 or above and, with the lifetime, below 24h (RDS Proxy's fixed client connection life)"
-	acceptedPositiveDuration = "a Go duration above 0, such as 5m"
-	maxMaxConns              = 10000
+	acceptedBool     = "true or false"
+	acceptedRegion   = "an AWS region name such as us-east-1"
+	acceptedPinCheck = "off or warn"
+	acceptedMaxConns = "a whole number from 1 to 10000"
+	maxMaxConns      = 10000
 )
 
 // defaultSSLMode is used when neither the DSN nor PGSSLMODE names an sslmode.
@@ -186,26 +183,39 @@ func (c *Config) setKey(key, v string) error {
 		c.MaxConns, c.maxConnsSet = int32(n), true
 	case keyPoolMaxConnLifetime:
 		d, err := time.ParseDuration(v)
-		if err != nil || d <= 0 || d >= proxyClientMaxLife {
+		if err != nil {
 			return bad(acceptedLifetime, nil)
+		}
+		if err := checkLifetime(key, d); err != nil {
+			return err
 		}
 		c.MaxConnLifetime, c.lifetimeSet = d, true
 	case keyPoolMaxConnLifetimeJitter:
 		d, err := time.ParseDuration(v)
-		if err != nil || d < 0 || d >= proxyClientMaxLife {
+		if err != nil {
 			return bad(acceptedJitter, nil)
+		}
+		// Against no lifetime here; validate checks the sum once both are known.
+		if err := checkJitter(key, 0, d); err != nil {
+			return err
 		}
 		c.MaxConnLifetimeJitter, c.jitterSet = d, true
 	case keyPoolMaxConnIdleTime:
 		d, err := time.ParseDuration(v)
-		if err != nil || d <= 0 {
-			return bad(acceptedPositiveDuration, nil)
+		if err != nil {
+			return bad(acceptedIdleTime, nil)
+		}
+		if err := checkIdleTime(key, d); err != nil {
+			return err
 		}
 		c.MaxConnIdleTime, c.idleTimeSet = d, true
 	case keyPoolHealthCheckPeriod:
 		d, err := time.ParseDuration(v)
-		if err != nil || d <= 0 {
-			return bad(acceptedPositiveDuration, nil)
+		if err != nil {
+			return bad(acceptedHealthCheckPeriod, nil)
+		}
+		if err := checkHealthCheckPeriod(key, d); err != nil {
+			return err
 		}
 		c.HealthCheckPeriod, c.healthCheckSet = d, true
 	default:

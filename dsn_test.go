@@ -4,6 +4,7 @@ import (
 	"errors"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 
@@ -30,8 +31,10 @@ func TestParseConfigErrors(t *testing.T) {
 		{base + "?pool_max_conn_lifetime=-1s", "pool_max_conn_lifetime", "24h"},
 		{base + "?pool_max_conn_lifetime=23h&pool_max_conn_lifetime_jitter=2h", "pool_max_conn_lifetime", "24h"},
 		{base + "?pool_max_conn_lifetime_jitter=soon", "pool_max_conn_lifetime_jitter", "Go duration"},
-		{base + "?pool_max_conn_idle_time=0s", "pool_max_conn_idle_time", "above 0"},
-		{base + "?pool_health_check_period=x", "pool_health_check_period", "above 0"},
+		{base + "?pool_max_conn_idle_time=0s", "pool_max_conn_idle_time", "from 1s to 24h"},
+		{base + "?pool_health_check_period=x", "pool_health_check_period", "from 1s to 24h"},
+		{base + "?pool_health_check_period=1ns", "pool_health_check_period", "from 1s to 24h"},
+		{base + "?pool_max_conn_lifetime=1ns", "pool_max_conn_lifetime", "from 1m, below 24h"},
 		{base + "?pool_min_conns=2", "pool_min_conns", "pool_max_conns"},
 		{base + "?iam_role=x", "iam_role", "rdsproxy's keys are"},
 		{base + "?pin_checks=warn", "pin_checks", "rdsproxy's keys are"},
@@ -114,6 +117,9 @@ func TestOptionErrors(t *testing.T) {
 		{"WithMaxConnLifetime", rdsproxy.WithMaxConnLifetime(23*60*60e9, 2*60*60e9)},
 		{"WithMaxConnLifetime", rdsproxy.WithMaxConnLifetime(30*60e9, 1<<62)},
 		{"WithMaxConnIdleTime", rdsproxy.WithMaxConnIdleTime(-1)},
+		{"WithMaxConnIdleTime", rdsproxy.WithMaxConnIdleTime(time.Millisecond)},
+		{"WithHealthCheckPeriod", rdsproxy.WithHealthCheckPeriod(time.Nanosecond)},
+		{"WithHealthCheckPeriod", rdsproxy.WithHealthCheckPeriod(25 * time.Hour)},
 		{"WithPinCheck", rdsproxy.WithPinCheck("loud")},
 		{"WithLogger", rdsproxy.WithLogger(nil)},
 		{"WithTracer", rdsproxy.WithTracer(nil)},
@@ -208,4 +214,78 @@ func FuzzParseConfig(f *testing.F) {
 			t.Fatal("String contains the password")
 		}
 	})
+}
+
+// TestDurationBounds: each duration setting has the same bounds whether it
+// comes from the DSN, an option, or a Config edited by hand (validate, run by
+// NewConnectorConfig). Each error names the key and the accepted range.
+func TestDurationBounds(t *testing.T) {
+	const base = "postgres://app@db.example.com/appdb?sslmode=disable"
+	cases := []struct {
+		dsnKey, option string
+		accepted       string
+		low, ok, high  time.Duration // just below the lower bound, inside, just above the upper bound
+		viaOption      func(time.Duration) rdsproxy.Option
+		edit           func(*rdsproxy.Config, time.Duration)
+	}{
+		{"pool_max_conn_lifetime", "WithMaxConnLifetime", "from 1m, below 24h", time.Minute - 1, time.Minute, 24 * time.Hour,
+			func(d time.Duration) rdsproxy.Option { return rdsproxy.WithMaxConnLifetime(d, 0) },
+			func(c *rdsproxy.Config, d time.Duration) { c.MaxConnLifetime, c.MaxConnLifetimeJitter = d, 0 }},
+		{"pool_max_conn_lifetime_jitter", "WithMaxConnLifetime", "from 0s", -1, 0, 24*time.Hour - 30*time.Minute,
+			func(d time.Duration) rdsproxy.Option { return rdsproxy.WithMaxConnLifetime(30*time.Minute, d) },
+			func(c *rdsproxy.Config, d time.Duration) {
+				c.MaxConnLifetime, c.MaxConnLifetimeJitter = 30*time.Minute, d
+			}},
+		{"pool_max_conn_idle_time", "WithMaxConnIdleTime", "from 1s to 24h", time.Second - 1, time.Second, 24*time.Hour + 1,
+			rdsproxy.WithMaxConnIdleTime,
+			func(c *rdsproxy.Config, d time.Duration) { c.MaxConnIdleTime = d }},
+		{"pool_health_check_period", "WithHealthCheckPeriod", "from 1s to 24h", time.Second - 1, 24 * time.Hour, 24*time.Hour + 1,
+			rdsproxy.WithHealthCheckPeriod,
+			func(c *rdsproxy.Config, d time.Duration) { c.HealthCheckPeriod = d }},
+	}
+	for _, c := range cases {
+		t.Run(c.dsnKey, func(t *testing.T) {
+			dsnWith := func(d time.Duration) string {
+				if c.dsnKey == "pool_max_conn_lifetime_jitter" {
+					return base + "&pool_max_conn_lifetime=30m&" + c.dsnKey + "=" + d.String()
+				}
+				return base + "&" + c.dsnKey + "=" + d.String()
+			}
+			requireBad := func(err error, key string, d time.Duration) {
+				t.Helper()
+				require.ErrorIs(t, err, rdsproxy.ErrConfig, "%s=%s", key, d)
+				require.Contains(t, err.Error(), key)
+				require.Contains(t, err.Error(), c.accepted)
+			}
+			for _, d := range []time.Duration{c.low, c.high} {
+				_, err := rdsproxy.ParseConfig(dsnWith(d))
+				requireBad(err, c.dsnKey, d)
+				_, err = rdsproxy.NewConnector(base, c.viaOption(d))
+				requireBad(err, c.option, d)
+				cfg, err := rdsproxy.ParseConfig(base)
+				require.NoError(t, err)
+				c.edit(cfg, d)
+				_, err = rdsproxy.NewConnectorConfig(cfg)
+				requireBad(err, c.dsnKey, d)
+			}
+			_, err := rdsproxy.ParseConfig(dsnWith(c.ok))
+			require.NoError(t, err)
+			conn, err := rdsproxy.NewConnector(base, c.viaOption(c.ok))
+			require.NoError(t, err)
+			conn.Close()
+			cfg, err := rdsproxy.ParseConfig(base)
+			require.NoError(t, err)
+			c.edit(cfg, c.ok)
+			conn, err = rdsproxy.NewConnectorConfig(cfg)
+			require.NoError(t, err)
+			conn.Close()
+		})
+	}
+	// The connection cap too, for a Config edited by hand.
+	cfg, err := rdsproxy.ParseConfig(base)
+	require.NoError(t, err)
+	cfg.MaxConns = 10001
+	_, err = rdsproxy.NewConnectorConfig(cfg)
+	require.ErrorIs(t, err, rdsproxy.ErrConfig)
+	require.Contains(t, err.Error(), "pool_max_conns")
 }
