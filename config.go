@@ -12,6 +12,8 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"go.opentelemetry.io/otel/metric"
 	"go.opentelemetry.io/otel/trace"
+
+	"github.com/rdsproxy/rdsproxy/internal/iamauth"
 )
 
 // PinCheckMode says what the driver does with statements that would pin an RDS
@@ -222,6 +224,15 @@ const (
 	// their idle limit; a longer period leaves them open at the proxy for no
 	// gain.
 	maxHealthCheckPeriod = proxyClientMaxLife
+
+	// minTokenMargin (for TokenSourceOptions.Margin; 0 means the default):
+	// a cached token handed out with less life left can expire during the
+	// dial (DNS, TCP, TLS, a connect timeout while Aurora resumes) or under
+	// clock skew, and be refused by the proxy.
+	minTokenMargin = 30 * time.Second
+	// maxTokenMargin: a token lives 15 minutes; a margin of all of it turns
+	// reuse off (a signing per dial), anything longer can only be a typo.
+	maxTokenMargin = iamauth.TokenLifetime
 )
 
 // Accepted values of the duration settings, in words, from the bounds above.
@@ -234,15 +245,18 @@ var (
 		fmtDuration(maxMaxConnIdleTime))
 	acceptedHealthCheckPeriod = fmt.Sprintf("a Go duration from %s to %s", fmtDuration(minHealthCheckPeriod),
 		fmtDuration(maxHealthCheckPeriod))
+	acceptedTokenMargin = fmt.Sprintf("0 (the default, %s) or a duration from %s to %s (the token's whole life: no reuse)",
+		fmtDuration(iamauth.DefaultMargin), fmtDuration(minTokenMargin), fmtDuration(maxTokenMargin))
 )
 
 // fmtDuration writes d as a user would type it: 1m, 24h, 1s (not 1m0s).
 func fmtDuration(d time.Duration) string {
 	s := d.String()
-	for _, zero := range []string{"0s", "0m"} {
-		if len(s) > len(zero) && strings.HasSuffix(s, zero) {
-			s = strings.TrimSuffix(s, zero)
-		}
+	if strings.HasSuffix(s, "m0s") {
+		s = strings.TrimSuffix(s, "0s")
+	}
+	if strings.HasSuffix(s, "h0m") {
+		s = strings.TrimSuffix(s, "0m")
 	}
 	return s
 }
@@ -277,6 +291,14 @@ func checkIdleTime(key string, d time.Duration) error {
 func checkHealthCheckPeriod(key string, d time.Duration) error {
 	if d < minHealthCheckPeriod || d > maxHealthCheckPeriod {
 		return &ConfigError{Key: key, Value: d.String(), Accepted: acceptedHealthCheckPeriod}
+	}
+	return nil
+}
+
+// checkTokenMargin checks a TokenSource's margin (0 selects the default).
+func checkTokenMargin(key string, d time.Duration) error {
+	if d != 0 && (d < minTokenMargin || d > maxTokenMargin) {
+		return &ConfigError{Key: key, Value: d.String(), Accepted: acceptedTokenMargin}
 	}
 	return nil
 }

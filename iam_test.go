@@ -484,3 +484,24 @@ func TestTokenFuncNeedsVerifiedTLS(t *testing.T) {
 	require.Error(t, err)
 	require.Contains(t, srv.received(), token)
 }
+
+// TestTokenSourceMarginBounds: a TokenSource's margin is checked where it
+// reaches a connector; 0 is the default.
+func TestTokenSourceMarginBounds(t *testing.T) {
+	const dsn = "postgres://app@my-proxy.proxy-abc.us-east-1.rds.amazonaws.com/appdb?iam=true"
+	for _, m := range []time.Duration{-time.Second, time.Nanosecond, 29 * time.Second, 15*time.Minute + 1, time.Hour} {
+		ts := rdsproxy.NewTokenSource(rdsproxy.TokenSourceOptions{Credentials: testCreds, Margin: m})
+		_, err := rdsproxy.NewConnector(dsn, rdsproxy.WithTokenSource(ts))
+		require.ErrorIs(t, err, rdsproxy.ErrConfig, "margin %s", m)
+		require.Contains(t, err.Error(), "Margin")
+		require.Contains(t, err.Error(), "from 30s to 15m")
+		_, err = rdsproxy.NewPgxpoolConfig(dsn, rdsproxy.WithTokenSource(ts))
+		require.ErrorIs(t, err, rdsproxy.ErrConfig, "margin %s", m)
+	}
+	for _, m := range []time.Duration{0, 30 * time.Second, 3 * time.Minute, 15 * time.Minute} {
+		ts := rdsproxy.NewTokenSource(rdsproxy.TokenSourceOptions{Credentials: testCreds, Margin: m})
+		c, err := rdsproxy.NewConnector(dsn, rdsproxy.WithTokenSource(ts))
+		require.NoError(t, err, "margin %s", m)
+		c.Close()
+	}
+}

@@ -37,7 +37,9 @@ type TokenSourceOptions struct {
 	// context, so building a connector never touches the network.
 	Credentials aws.CredentialsProvider
 	// Margin is how much life a cached token, and the credentials that
-	// signed it, must still have to be reused. Default: 3 minutes.
+	// signed it, must still have to be reused: 0 for the default of 3
+	// minutes, or from 30s to 15m (the token's whole life, which turns reuse
+	// off). [WithTokenSource] refuses a source with any other margin.
 	Margin time.Duration
 	// Now is the clock, for tests. Default: time.Now.
 	Now func() time.Time
@@ -51,6 +53,7 @@ type TokenSourceOptions struct {
 // should.
 type TokenSource struct {
 	src      *iamauth.Source
+	margin   time.Duration // as given, checked by WithTokenSource
 	signings atomic.Int64
 }
 
@@ -62,7 +65,7 @@ func NewTokenSource(opts TokenSourceOptions) *TokenSource {
 }
 
 func newTokenSource(opts TokenSourceOptions, sign iamauth.SignFunc) *TokenSource {
-	ts := &TokenSource{}
+	ts := &TokenSource{margin: opts.Margin}
 	ts.src = iamauth.NewSource(iamauth.Options{
 		Credentials: opts.Credentials,
 		Margin:      opts.Margin,
@@ -156,6 +159,9 @@ func WithTokenSource(ts *TokenSource) Option {
 	return func(c *Config) error {
 		if ts == nil {
 			return &ConfigError{Key: "WithTokenSource", Value: "nil", Accepted: "a *TokenSource from NewTokenSource"}
+		}
+		if err := checkTokenMargin("WithTokenSource: TokenSourceOptions.Margin", ts.margin); err != nil {
+			return err
 		}
 		o := c.editIAM()
 		o.source = ts
