@@ -164,6 +164,9 @@ func (c *Config) validate() error {
 	if err := checkHealthCheckPeriod(keyPoolHealthCheckPeriod, c.HealthCheckPeriod); err != nil {
 		return err
 	}
+	if err := checkSearchPath(c.ConnConfig.RuntimeParams); err != nil {
+		return err
+	}
 	switch c.PinCheck {
 	case PinCheckWarn, PinCheckOff:
 	default:
