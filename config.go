@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"go.opentelemetry.io/otel/metric"
 	"go.opentelemetry.io/otel/trace"
@@ -174,7 +175,7 @@ func (c *Config) validate() error {
 	}
 	// A token from WithTokenFunc is as much a bearer credential as one
 	// signed for iam=true, whatever the DSN says about IAM.
-	if (c.IAM || c.iam().tokenFunc != nil) && !serverVerified(c.ConnConfig) {
+	if (c.IAM || c.iam().tokenFunc != nil) && !serverVerified(&c.ConnConfig.Config) {
 		return ErrInsecureIAM
 	}
 	return nil
@@ -188,7 +189,7 @@ func (c *Config) validate() error {
 // IAM token is a bearer credential for 15 minutes, and a [TokenFunc]'s token
 // is treated the same: it must only go to a server that proved it is the
 // proxy.
-func serverVerified(cc *pgx.ConnConfig) bool {
+func serverVerified(cc *pgconn.Config) bool {
 	if cc.TLSConfig == nil || cc.TLSConfig.InsecureSkipVerify {
 		return false
 	}

@@ -37,12 +37,17 @@ type ConfigError struct {
 	Value    string // the rejected value, as given
 	Accepted string // what would have been accepted, in words
 	Err      error  // the underlying cause, if any
+
+	hide []string // texts that may hold a password, masked in Error (set by ParseConfig)
 }
 
 func (e *ConfigError) Error() string {
 	msg := fmt.Sprintf("rdsproxy: invalid %s %q: accepted values: %s", e.Key, e.Value, e.Accepted)
 	if e.Err != nil {
 		msg += " (" + e.Err.Error() + ")"
+	}
+	if e.hide != nil {
+		msg = redact(msg, e.hide)
 	}
 	return msg
 }
