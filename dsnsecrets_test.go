@@ -90,6 +90,7 @@ func TestBadDSNErrorsHideThePassword(t *testing.T) {
 		"postgres://app@db.example.com/appdb?password=abc&" + secret + "=1&pool_max_conns=0",
 		"postgres://app@db.example.com/appdb?pass%77ord=abc&" + secret,
 		"host=db.example.com password='abc " + secret,
+		"host=db.example.com password=abc " + strings.Repeat(secret, 10000), // pgx quotes the whole "key"
 		"host=db.example.com password=abc " + secret,
 		"host=db.example.com password=abc " + secret + " port=x",
 		`host=db.example.com password='abc\' ` + secret + `' port=99999`,

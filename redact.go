@@ -135,10 +135,18 @@ func userinfoRegions(dsn string) []string {
 	return regions
 }
 
+// maxRedactedText bounds the error text redact works on (longer text is cut
+// first): pgx can quote a whole malformed key, and an error need not repeat
+// kilobytes of a connection string.
+const maxRedactedText = 512
+
 // redact replaces in s every run of minRedactedRun or more characters that
 // also occurs in one of regions with redactionMask. The output therefore
 // holds no such run at all outside the masks.
 func redact(s string, regions []string) string {
+	if len(s) > maxRedactedText {
+		s = s[:maxRedactedText] + "..."
+	}
 	var b strings.Builder
 	for i := 0; i < len(s); {
 		n := longestSharedPrefix(s[i:], regions)
@@ -154,17 +162,27 @@ func redact(s string, regions []string) string {
 }
 
 // longestSharedPrefix returns the length of the longest prefix of s found in
-// any of regions.
+// any of regions, or 0 when even minRedactedRun bytes are not found.
 func longestSharedPrefix(s string, regions []string) int {
+	if len(s) < minRedactedRun {
+		return 0
+	}
 	best := 0
 	for _, r := range regions {
-		// Grow the prefix while it still occurs in r.
-		for n := best + 1; n <= len(s) && n <= len(r); n++ {
-			if !strings.Contains(r, s[:n]) {
-				break
-			}
-			best = n
+		if !strings.Contains(r, s[:minRedactedRun]) {
+			continue
 		}
+		// Binary search: a prefix of a prefix found in r is found in r too.
+		lo, hi := minRedactedRun, min(len(s), len(r)) // s[:lo] is in r
+		for lo < hi {
+			mid := (lo + hi + 1) / 2
+			if strings.Contains(r, s[:mid]) {
+				lo = mid
+			} else {
+				hi = mid - 1
+			}
+		}
+		best = max(best, lo)
 	}
 	return best
 }
