@@ -292,14 +292,15 @@ func (c Config) String() string {
 func (c Config) GoString() string { return c.String() }
 
 // Format prints String for every verb (%v, %+v, %#v, %s, %q, %x, %d, ...):
-// without it, verbs that fmt does not route to String, such as %d, would
-// print the fields, and with them any credentials an option holds.
+// fmt routes only some verbs to String, and prints the fields for the rest;
+// with %t or %f it would even print the target of the ConnConfig pointer,
+// password included.
 func (c Config) Format(f fmt.State, verb rune) {
 	switch verb {
 	case 'q', 'x', 'X':
 		fmt.Fprintf(f, fmt.FormatString(f, verb), c.String())
 	default:
-		io.WriteString(f, c.String()) //nolint:errcheck // fmt.State reports no useful error
+		io.WriteString(f, c.String())
 	}
 }
 
