@@ -195,6 +195,7 @@ func FuzzParseConfig(f *testing.F) {
 	f.Add("iam=maybe", "p/w:x@y")
 	f.Add("pool_max_conns='7' aws_region=cn-north-1", `it's \ quoted`)
 	f.Add("port=99999", "abc&def=ghi")
+	f.Add(`search_path='"$user", PG_TEMP, "a""b"'`, "pg_temp")
 	f.Fuzz(func(t *testing.T, extra, password string) {
 		kvPassword := "'" + strings.NewReplacer(`\`, `\\`, `'`, `\'`).Replace(password) + "'"
 		dsn := "host=db.example.com user=app dbname=appdb sslmode=verify-full password=" + kvPassword + " " + extra
