@@ -458,6 +458,10 @@ func TestTokenFuncNeedsVerifiedTLS(t *testing.T) {
 		require.NoError(t, err)
 		_, err = rdsproxy.NewConnectorConfig(cfg, tokenFunc)
 		require.ErrorIs(t, err, rdsproxy.ErrInsecureIAM, mode)
+		// The option changed NewConnectorConfig's copy, not cfg.
+		c, err := rdsproxy.NewConnectorConfig(cfg)
+		require.NoError(t, err, mode)
+		c.Close()
 	}
 	require.Zero(t, srv.accepts.Load(), "refused before any dial")
 
