@@ -67,6 +67,10 @@ remedy and a fingerprint, at most 10 a minute per connector, and calls the
 		t.Errorf("pins the RDS Proxy session: %v: %s", e.Reasons, e.Fingerprint)
 	}))
 
+Statements sent below pgx's tracer, through (*sql.Conn).Raw → *stdlib.Conn →
+Conn().PgConn() (pgconn's Exec, ExecParams, Prepare, CopyFrom and the rest),
+are neither checked nor traced.
+
 [AnalyzePinning] runs the same analysis on any SQL text and returns a
 [PinReport]. The analyzer is the PostgreSQL parser (pg_query_go, cgo) behind
 a lexical prefilter, with each verdict cached per statement text; built with

@@ -3,7 +3,13 @@
 package rdsproxy
 
 import (
+	"crypto/tls"
+	"encoding/json"
 	"fmt"
+	"io"
+	"log/slog"
+	"maps"
+	"net"
 	"net/url"
 	"os"
 	"slices"
@@ -41,14 +47,11 @@ var ownKeys = []string{keyIAM, keyAWSRegion, keyPinCheck, keyPoolMaxConns, keyPo
 var reservedPrefixes = []string{"iam", "aws_", "pin_", "pool_", "rdsproxy"}
 
 const (
-	acceptedBool             = "true or false"
-	acceptedRegion           = "an AWS region name such as us-east-1"
-	acceptedPinCheck         = "off or warn"
-	acceptedMaxConns         = "a whole number from 1 to 10000"
-	acceptedLifetime         = "a Go duration such as 30m, above 0 and, with its jitter, below 24h (RDS Proxy's fixed client connection life)"
-	acceptedJitter           = "a Go duration such as 5m, 0 or above and, with the lifetime, below 24h (RDS Proxy's fixed client connection life)"
-	acceptedPositiveDuration = "a Go duration above 0, such as 5m"
-	maxMaxConns              = 10000
+	acceptedBool     = "true or false"
+	acceptedRegion   = "an AWS region name such as us-east-1"
+	acceptedPinCheck = "off or warn"
+	acceptedMaxConns = "a whole number from 1 to 10000"
+	maxMaxConns      = 10000
 )
 
 // defaultSSLMode is used when neither the DSN nor PGSSLMODE names an sslmode.
@@ -60,33 +63,45 @@ const defaultSSLMode = "verify-full"
 // ParseConfig parses a connection string: anything pgx accepts (URL or
 // keyword/value) plus rdsproxy's keys, documented in the package overview.
 // Keys are validated up front; an error names the key and the accepted values
-// and never contains the password.
+// and never contains the password: not even 4 consecutive characters of any
+// text that may be one (pgx's own parse errors quote pieces of the string, so
+// they are redacted and not wrapped).
+//
+// A URL is read with pgx's grammar, which is libpq's: '#' is an ordinary
+// character, and a password may hold '?', '&' or '#' unescaped. The
+// verify-full default is added where pgx reads a query parameter; if that
+// would change anything else, ParseConfig asks for an explicit sslmode.
 func ParseConfig(dsn string) (*Config, error) {
-	withDefault := withDefaultSSLMode(dsn)
+	cfg, err := parseConfig(dsn)
+	if err != nil {
+		return nil, redactDSNError(dsn, err)
+	}
+	return cfg, nil
+}
 
+func parseConfig(dsn string) (*Config, error) {
 	// Parse once at the pgconn level to see every key as the user wrote it
 	// (pgx and pgxpool consume some keys and apply defaults for missing ones).
-	raw, err := pgconn.ParseConfig(withDefault)
+	orig, err := pgconn.ParseConfig(dsn)
 	if err != nil {
-		return nil, fmt.Errorf("%w: %w", ErrConfig, err)
+		return nil, pgxParseError{err}
 	}
-	if withDefault != dsn {
-		// The default is added to the text. A URL whose password holds an
-		// unescaped '#' or '?' (pgx accepts them) could be cut in the wrong
-		// place; then say so instead of silently keeping pgx's plaintext-capable
-		// default.
-		orig, err := pgconn.ParseConfig(dsn)
-		if err != nil {
-			return nil, fmt.Errorf("%w: %w", ErrConfig, err)
-		}
-		if orig.User != raw.User || orig.Password != raw.Password || orig.Host != raw.Host ||
-			orig.Port != raw.Port || orig.Database != raw.Database {
+	raw := orig
+	if withDefault := withDefaultSSLMode(dsn); withDefault != dsn {
+		// The default is added to the text, where pgx's grammar (libpq's)
+		// puts a query parameter. Check that it changed nothing but TLS:
+		// never a password or host read differently, never pgx's
+		// plaintext-capable default kept silently.
+		raw, err = pgconn.ParseConfig(withDefault)
+		// Either the default applies, or (keyword/value) the user's own
+		// sslmode, given later, won over it and raw reads like orig.
+		if err != nil || !sameExceptTLS(orig, raw) || !serverVerified(raw) && !sameTLSMode(orig, raw) {
 			return nil, &ConfigError{Key: "sslmode", Value: "(not given)",
-				Accepted: "an explicit sslmode in this URL (e.g. sslmode=verify-full): the default could not be added " +
-					"because the URL has an unescaped '#' or '?' before its query; percent-encode it (%23, %3F) or set sslmode"}
+				Accepted: "an explicit sslmode in this connection string (e.g. sslmode=verify-full): " +
+					"rdsproxy could not add its default without changing how the rest is read"}
 		}
+		dsn = withDefault
 	}
-	dsn = withDefault
 	given := raw.RuntimeParams
 
 	for key := range given {
@@ -114,7 +129,7 @@ func ParseConfig(dsn string) (*Config, error) {
 	// above, so it cannot fail on them) and builds the pgx config.
 	pc, err := pgxpool.ParseConfig(dsn)
 	if err != nil {
-		return nil, fmt.Errorf("%w: %w", ErrConfig, err)
+		return nil, pgxParseError{err}
 	}
 	cc := pc.ConnConfig
 	for _, k := range ownKeys {
@@ -183,26 +198,39 @@ func (c *Config) setKey(key, v string) error {
 		c.MaxConns, c.maxConnsSet = int32(n), true
 	case keyPoolMaxConnLifetime:
 		d, err := time.ParseDuration(v)
-		if err != nil || d <= 0 || d >= proxyClientMaxLife {
+		if err != nil {
 			return bad(acceptedLifetime, nil)
+		}
+		if err := checkLifetime(key, d); err != nil {
+			return err
 		}
 		c.MaxConnLifetime, c.lifetimeSet = d, true
 	case keyPoolMaxConnLifetimeJitter:
 		d, err := time.ParseDuration(v)
-		if err != nil || d < 0 || d >= proxyClientMaxLife {
+		if err != nil {
 			return bad(acceptedJitter, nil)
+		}
+		// Against no lifetime here; validate checks the sum once both are known.
+		if err := checkJitter(key, 0, d); err != nil {
+			return err
 		}
 		c.MaxConnLifetimeJitter, c.jitterSet = d, true
 	case keyPoolMaxConnIdleTime:
 		d, err := time.ParseDuration(v)
-		if err != nil || d <= 0 {
-			return bad(acceptedPositiveDuration, nil)
+		if err != nil {
+			return bad(acceptedIdleTime, nil)
+		}
+		if err := checkIdleTime(key, d); err != nil {
+			return err
 		}
 		c.MaxConnIdleTime, c.idleTimeSet = d, true
 	case keyPoolHealthCheckPeriod:
 		d, err := time.ParseDuration(v)
-		if err != nil || d <= 0 {
-			return bad(acceptedPositiveDuration, nil)
+		if err != nil {
+			return bad(acceptedHealthCheckPeriod, nil)
+		}
+		if err := checkHealthCheckPeriod(key, d); err != nil {
+			return err
 		}
 		c.HealthCheckPeriod, c.healthCheckSet = d, true
 	default:
@@ -248,9 +276,12 @@ func (c *Config) FormatOwnKeys() string {
 }
 
 // String describes the config for logs: host, port, database, user and
-// rdsproxy's settings. It never includes the password.
-func (c *Config) String() string {
-	if c == nil || c.ConnConfig == nil {
+// rdsproxy's settings. It never includes the password. It has a value
+// receiver, like the other formatting methods below, so that a Config printed
+// by value, or held by value in another struct, is described the same way as
+// a *Config instead of printing pgx's ConnConfig (password included).
+func (c Config) String() string {
+	if c.ConnConfig == nil {
 		return "rdsproxy.Config{}"
 	}
 	return fmt.Sprintf("rdsproxy.Config{host=%s port=%d database=%s user=%s %s}",
@@ -258,33 +289,134 @@ func (c *Config) String() string {
 }
 
 // GoString is String, so %#v cannot print the password either.
-func (c *Config) GoString() string { return c.String() }
+func (c Config) GoString() string { return c.String() }
+
+// Format prints String for every verb (%v, %+v, %#v, %s, %q, %x, %d, ...):
+// fmt routes only some verbs to String, and prints the fields for the rest;
+// with %t or %f it would even print the target of the ConnConfig pointer,
+// password included.
+func (c Config) Format(f fmt.State, verb rune) {
+	switch verb {
+	case 'q', 'x', 'X':
+		fmt.Fprintf(f, fmt.FormatString(f, verb), c.String())
+	default:
+		io.WriteString(f, c.String())
+	}
+}
+
+// LogValue makes log/slog log String, with any handler.
+func (c Config) LogValue() slog.Value { return slog.StringValue(c.String()) }
+
+// MarshalJSON writes String as a JSON string, so a Config inside a struct
+// marshalled to JSON (or logged by a JSON handler) never shows the password.
+func (c Config) MarshalJSON() ([]byte, error) { return json.Marshal(c.String()) }
 
 // withDefaultSSLMode adds sslmode=verify-full to a connection string that names
-// no sslmode (and when PGSSLMODE is unset). It works on the text rather than a
-// parsed URL because net/url rejects pgx's multi-host URLs
-// (postgres://h1:5432,h2:5432/db).
+// no sslmode (and when PGSSLMODE is unset). It works on the text because pgx
+// has no other way to set a default (and net/url rejects pgx's multi-host
+// URLs, postgres://h1:5432,h2:5432/db); for URLs it follows pgx's grammar,
+// which is libpq's: '#' has no special meaning, a '?' or '&' before the '@'
+// that ends the user information belongs to it, and the query starts at the
+// first '?' after it.
 func withDefaultSSLMode(dsn string) string {
 	if os.Getenv("PGSSLMODE") != "" {
 		return dsn
 	}
-	if !strings.HasPrefix(dsn, "postgres://") && !strings.HasPrefix(dsn, "postgresql://") {
+	rest, ok := strings.CutPrefix(dsn, "postgresql://")
+	if !ok {
+		rest, ok = strings.CutPrefix(dsn, "postgres://")
+	}
+	if !ok {
 		// keyword/value: a later key overrides an earlier one, so a default
 		// placed first loses to any sslmode the user wrote.
 		return "sslmode=" + defaultSSLMode + " " + dsn
 	}
-	body, fragment, hasFragment := strings.Cut(dsn, "#")
-	_, query, hasQuery := strings.Cut(body, "?")
-	if hasQuery {
-		if q, err := url.ParseQuery(query); err == nil && q.Has("sslmode") {
+	query, hasQuery := urlQuery(rest)
+	if !hasQuery {
+		return dsn + "?sslmode=" + defaultSSLMode
+	}
+	for pair := range strings.SplitSeq(query, "&") {
+		k, v, _ := strings.Cut(pair, "=")
+		if k, err := url.PathUnescape(strings.TrimSpace(k)); err == nil && (k == "sslmode" || k == "ssl" && v == "true") {
 			return dsn
 		}
-		body += "&sslmode=" + defaultSSLMode
-	} else {
-		body += "?sslmode=" + defaultSSLMode
 	}
-	if hasFragment {
-		body += "#" + fragment
+	if query == "" || strings.HasSuffix(query, "&") {
+		return dsn + "sslmode=" + defaultSSLMode
 	}
-	return body
+	return dsn + "&sslmode=" + defaultSSLMode
+}
+
+// urlQuery returns the query of a connection URL (rest is what follows
+// postgres://), as pgx reads it: past the user information, which ends at
+// the first '@' that comes before any '/', the query starts at the first '?'
+// outside an IPv6 address's brackets.
+func urlQuery(rest string) (string, bool) {
+	if i := strings.IndexAny(rest, "@/"); i >= 0 && rest[i] == '@' {
+		rest = rest[i+1:]
+	}
+	for i := 0; i < len(rest); i++ {
+		switch rest[i] {
+		case '[':
+			j := strings.IndexByte(rest[i:], ']')
+			if j < 0 {
+				return "", false // pgx refuses it
+			}
+			i += j
+		case '/':
+			// The path (database name) ends at the first '?'.
+			q := strings.IndexByte(rest[i:], '?')
+			if q < 0 {
+				return "", false
+			}
+			return rest[i+q+1:], true
+		case '?':
+			return rest[i+1:], true
+		}
+	}
+	return "", false
+}
+
+// sameExceptTLS reports whether a and b, two parses of one connection string,
+// differ at most in their TLS settings.
+func sameExceptTLS(a, b *pgconn.Config) bool {
+	if a.Database != b.Database || a.User != b.User || a.Password != b.Password ||
+		a.ConnectTimeout != b.ConnectTimeout || a.KerberosSrvName != b.KerberosSrvName ||
+		a.KerberosSpn != b.KerberosSpn || !maps.Equal(a.RuntimeParams, b.RuntimeParams) {
+		return false
+	}
+	return slices.Equal(hostPorts(a), hostPorts(b))
+}
+
+// sameTLSMode reports whether a and b use TLS alike: same use of TLS, of
+// verification and of fallbacks.
+func sameTLSMode(a, b *pgconn.Config) bool {
+	mode := func(c *pgconn.Config) []string {
+		var m []string
+		for _, tc := range append([]*tls.Config{c.TLSConfig}, fallbackTLS(c)...) {
+			m = append(m, fmt.Sprint(tc != nil, tc != nil && tc.InsecureSkipVerify))
+		}
+		return m
+	}
+	return slices.Equal(mode(a), mode(b))
+}
+
+func fallbackTLS(c *pgconn.Config) []*tls.Config {
+	var t []*tls.Config
+	for _, fb := range c.Fallbacks {
+		t = append(t, fb.TLSConfig)
+	}
+	return t
+}
+
+// hostPorts lists the host:port pairs c tries, each once: sslmode=prefer and
+// allow try a host twice (with and without TLS).
+func hostPorts(c *pgconn.Config) []string {
+	hp := []string{net.JoinHostPort(c.Host, strconv.Itoa(int(c.Port)))}
+	for _, fb := range c.Fallbacks {
+		if s := net.JoinHostPort(fb.Host, strconv.Itoa(int(fb.Port))); s != hp[len(hp)-1] {
+			hp = append(hp, s)
+		}
+	}
+	return hp
 }

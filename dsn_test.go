@@ -2,8 +2,10 @@ package rdsproxy_test
 
 import (
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 
@@ -30,8 +32,10 @@ func TestParseConfigErrors(t *testing.T) {
 		{base + "?pool_max_conn_lifetime=-1s", "pool_max_conn_lifetime", "24h"},
 		{base + "?pool_max_conn_lifetime=23h&pool_max_conn_lifetime_jitter=2h", "pool_max_conn_lifetime", "24h"},
 		{base + "?pool_max_conn_lifetime_jitter=soon", "pool_max_conn_lifetime_jitter", "Go duration"},
-		{base + "?pool_max_conn_idle_time=0s", "pool_max_conn_idle_time", "above 0"},
-		{base + "?pool_health_check_period=x", "pool_health_check_period", "above 0"},
+		{base + "?pool_max_conn_idle_time=0s", "pool_max_conn_idle_time", "from 1s to 24h"},
+		{base + "?pool_health_check_period=x", "pool_health_check_period", "from 1s to 24h"},
+		{base + "?pool_health_check_period=1ns", "pool_health_check_period", "from 1s to 24h"},
+		{base + "?pool_max_conn_lifetime=1ns", "pool_max_conn_lifetime", "from 1m, below 24h"},
 		{base + "?pool_min_conns=2", "pool_min_conns", "pool_max_conns"},
 		{base + "?iam_role=x", "iam_role", "rdsproxy's keys are"},
 		{base + "?pin_checks=warn", "pin_checks", "rdsproxy's keys are"},
@@ -114,6 +118,9 @@ func TestOptionErrors(t *testing.T) {
 		{"WithMaxConnLifetime", rdsproxy.WithMaxConnLifetime(23*60*60e9, 2*60*60e9)},
 		{"WithMaxConnLifetime", rdsproxy.WithMaxConnLifetime(30*60e9, 1<<62)},
 		{"WithMaxConnIdleTime", rdsproxy.WithMaxConnIdleTime(-1)},
+		{"WithMaxConnIdleTime", rdsproxy.WithMaxConnIdleTime(time.Millisecond)},
+		{"WithHealthCheckPeriod", rdsproxy.WithHealthCheckPeriod(time.Nanosecond)},
+		{"WithHealthCheckPeriod", rdsproxy.WithHealthCheckPeriod(25 * time.Hour)},
 		{"WithPinCheck", rdsproxy.WithPinCheck("loud")},
 		{"WithLogger", rdsproxy.WithLogger(nil)},
 		{"WithTracer", rdsproxy.WithTracer(nil)},
@@ -176,23 +183,42 @@ func TestConfigStringHasNoPassword(t *testing.T) {
 	}
 }
 
-// FuzzParseConfig: the parser never panics, never echoes the password, and
+// FuzzParseConfig: the parser never panics, never shows the password in an
+// error, whether the password is quoted keyword/value text or raw in a URL's
+// user information or query (where pgx may read it as other keys), and
 // rdsproxy's keys round-trip: ParseConfig -> FormatOwnKeys -> ParseConfig
 // yields the same settings (go-sql-driver/mysql's FuzzFormatDSN, for our keys).
 func FuzzParseConfig(f *testing.F) {
-	f.Add("iam=true aws_region=us-east-1 pool_max_conns=5 pool_max_conn_lifetime=30m")
-	f.Add("pin_check=off pool_max_conn_idle_time=1m30s pool_max_conn_lifetime_jitter=0s")
-	f.Add("pool_health_check_period=10s application_name='a b'")
-	f.Add("iam=maybe")
-	f.Add("pool_max_conns='7' aws_region=cn-north-1")
-	f.Fuzz(func(t *testing.T, extra string) {
-		dsn := "host=db.example.com user=app dbname=appdb sslmode=verify-full password=" + secretPassword + " " + extra
+	f.Add("iam=true aws_region=us-east-1 pool_max_conns=5 pool_max_conn_lifetime=30m", secretPassword)
+	f.Add("pin_check=off pool_max_conn_idle_time=1m30s pool_max_conn_lifetime_jitter=0s", "abc#XYZsecret")
+	f.Add("pool_health_check_period=10s application_name='a b'", "a?b&c@d e")
+	f.Add("iam=maybe", "p/w:x@y")
+	f.Add("pool_max_conns='7' aws_region=cn-north-1", `it's \ quoted`)
+	f.Add("port=99999", "abc&def=ghi")
+	f.Add(`search_path='"$user", PG_TEMP, "a""b"'`, "pg_temp")
+	f.Fuzz(func(t *testing.T, extra, password string) {
+		kvPassword := "'" + strings.NewReplacer(`\`, `\\`, `'`, `\'`).Replace(password) + "'"
+		dsn := "host=db.example.com user=app dbname=appdb sslmode=verify-full password=" + kvPassword + " " + extra
+		checkSecret := len(password) >= 4 && !strings.Contains(password, "[") && !strings.Contains(password, "]") &&
+			!strings.Contains("[redacted]", password)
+		for _, d := range []string{
+			"postgres://app:" + password + "@db.example.com:5432/appdb?" + strings.ReplaceAll(extra, " ", "&"),
+			"postgres://app@db.example.com/appdb?password=" + password + "&" + strings.ReplaceAll(extra, " ", "&"),
+			"host=db.example.com password=" + password + " " + extra,
+		} {
+			if _, err := rdsproxy.ParseConfig(d); err != nil && checkSecret && strings.Contains(err.Error(), password) {
+				t.Fatalf("error contains the password %q: %v", password, err)
+			}
+		}
 		cfg, err := rdsproxy.ParseConfig(dsn)
 		if err != nil {
-			if strings.Contains(err.Error(), secretPassword) {
+			if strings.Contains(err.Error(), secretPassword) || checkSecret && strings.Contains(err.Error(), password) {
 				t.Fatalf("error contains the password: %v", err)
 			}
 			return
+		}
+		if checkSecret && (strings.Contains(cfg.String(), password) || strings.Contains(fmt.Sprintf("%v %+v %#v", *cfg, *cfg, cfg), password)) {
+			t.Fatal("String contains the password")
 		}
 		again, err := rdsproxy.ParseConfig("host=db.example.com user=app dbname=appdb sslmode=verify-full " + cfg.FormatOwnKeys())
 		if err != nil {
@@ -203,9 +229,6 @@ func FuzzParseConfig(f *testing.F) {
 			cfg.MaxConnIdleTime != again.MaxConnIdleTime || cfg.PinCheck != again.PinCheck || cfg.AWSRegion != again.AWSRegion ||
 			cfg.HealthCheckPeriod != again.HealthCheckPeriod {
 			t.Fatalf("round trip changed settings:\n  %s\n  %s", cfg.FormatOwnKeys(), again.FormatOwnKeys())
-		}
-		if strings.Contains(cfg.String(), secretPassword) {
-			t.Fatal("String contains the password")
 		}
 	})
 }

@@ -13,11 +13,11 @@ var (
 	// ErrConfig is wrapped by every error about a DSN key or an option.
 	ErrConfig = errors.New("rdsproxy: invalid configuration")
 
-	// ErrInsecureIAM is returned when iam=true is combined with an sslmode that
-	// may send the token in clear text.
-	ErrInsecureIAM = errors.New("rdsproxy: iam=true needs TLS that verifies the server, but sslmode is disable, allow, " +
-		"prefer, require or verify-ca, which can connect without TLS or to a server whose name was not checked, and " +
-		"hand it the IAM token; remove sslmode (the default is verify-full) or set sslmode=verify-full")
+	// ErrInsecureIAM is returned when iam=true or [WithTokenFunc] is combined
+	// with an sslmode that may send the token in clear text.
+	ErrInsecureIAM = errors.New("rdsproxy: an IAM token (iam=true or WithTokenFunc) needs TLS that verifies the server, " +
+		"but sslmode is disable, allow, prefer, require or verify-ca, which can connect without TLS or to a server whose " +
+		"name was not checked, and hand it the token; remove sslmode (the default is verify-full) or set sslmode=verify-full")
 
 	// ErrNoRegion is returned by Open and NewConnector when iam=true and no AWS
 	// region can be found.
@@ -37,12 +37,17 @@ type ConfigError struct {
 	Value    string // the rejected value, as given
 	Accepted string // what would have been accepted, in words
 	Err      error  // the underlying cause, if any
+
+	hide []string // texts that may hold a password, masked in Error (set by ParseConfig)
 }
 
 func (e *ConfigError) Error() string {
 	msg := fmt.Sprintf("rdsproxy: invalid %s %q: accepted values: %s", e.Key, e.Value, e.Accepted)
 	if e.Err != nil {
 		msg += " (" + e.Err.Error() + ")"
+	}
+	if e.hide != nil {
+		msg = redact(msg, e.hide)
 	}
 	return msg
 }

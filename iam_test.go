@@ -4,14 +4,17 @@ import (
 	"bytes"
 	"context"
 	"database/sql"
+	"encoding/binary"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
 	"net/url"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -21,6 +24,8 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	v4 "github.com/aws/aws-sdk-go-v2/aws/signer/v4"
 	"github.com/aws/aws-sdk-go-v2/credentials"
+	"github.com/aws/aws-sdk-go-v2/feature/rds/auth"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/stretchr/testify/require"
 
 	"github.com/rdsproxy/rdsproxy"
@@ -336,15 +341,171 @@ func TestIAMRefusedBeforeDialing(t *testing.T) {
 }
 
 func TestTokenFuncSetsPassword(t *testing.T) {
-	dsn := testdb.Require(t)
+	// The emulator verifies the token, over TLS with its test CA; the DSN has
+	// no iam=true, so the token comes from the function alone.
+	p, dsn := emulator(t, pgBackend(t), nil)
+	dsn = strings.Replace(dsn, "iam=true&", "", 1)
 	var calls atomic.Int64
-	db, err := rdsproxy.Open(testdb.WithParams(dsn, "application_name", testdb.AppName(t)),
+	db, err := rdsproxy.Open(dsn,
 		rdsproxy.WithTokenFunc(func(ctx context.Context, host string, port uint16, user string) (string, error) {
 			calls.Add(1)
-			return "ignored-by-trust-auth", nil
+			return auth.BuildAuthToken(ctx, net.JoinHostPort(host, strconv.Itoa(int(port))), testRegion, user, testCreds)
 		}))
 	require.NoError(t, err)
 	defer db.Close()
 	require.NoError(t, queryOne(db))
 	require.EqualValues(t, 1, calls.Load())
+	require.EqualValues(t, 1, p.Authentications())
+}
+
+// plainServer is a PostgreSQL look-alike without TLS that asks every client
+// for a clear-text password, as a spoofed endpoint would, and records every
+// byte it receives.
+type plainServer struct {
+	ln      net.Listener
+	accepts atomic.Int64
+	mu      sync.Mutex
+	got     bytes.Buffer
+}
+
+func startPlainServer(t *testing.T) *plainServer {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	s := &plainServer{ln: ln}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			s.accepts.Add(1)
+			go s.serve(c)
+		}
+	}()
+	return s
+}
+
+func (s *plainServer) serve(c net.Conn) {
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(10 * time.Second))
+	readMsg := func(typed bool) ([]byte, error) {
+		n := 4
+		if typed {
+			n = 5
+		}
+		head := make([]byte, n)
+		if _, err := io.ReadFull(c, head); err != nil {
+			return nil, err
+		}
+		size := int(binary.BigEndian.Uint32(head[n-4:]))
+		if size < 4 || size > 1<<16 {
+			return nil, errors.New("bad length")
+		}
+		body := make([]byte, size-4)
+		_, err := io.ReadFull(c, body)
+		s.mu.Lock()
+		s.got.Write(head)
+		s.got.Write(body)
+		s.mu.Unlock()
+		return body, err
+	}
+	for {
+		body, err := readMsg(false)
+		if err != nil {
+			return
+		}
+		if len(body) == 4 && binary.BigEndian.Uint32(body) == 80877103 { // SSLRequest
+			c.Write([]byte("N")) // no TLS here
+			continue
+		}
+		break // the startup message
+	}
+	c.Write([]byte{'R', 0, 0, 0, 8, 0, 0, 0, 3}) // AuthenticationCleartextPassword
+	readMsg(true)                                // the password, if the client sends it
+}
+
+func (s *plainServer) received() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.got.String()
+}
+
+// TestTokenFuncNeedsVerifiedTLS: a token from WithTokenFunc follows the TLS
+// rule of iam=true. Against a plain listener that asks for a clear-text
+// password, an sslmode that allows plaintext or skips the name check is
+// refused by Open before any dial, and verify-full refuses the server;
+// either way the token never leaves the process.
+func TestTokenFuncNeedsVerifiedTLS(t *testing.T) {
+	const token = "tok-S3cr3t-bearer"
+	srv := startPlainServer(t)
+	var calls atomic.Int64
+	tokenFunc := rdsproxy.WithTokenFunc(func(context.Context, string, uint16, string) (string, error) {
+		calls.Add(1)
+		return token, nil
+	})
+	base := "postgres://app@" + srv.ln.Addr().String() + "/appdb?connect_timeout=5"
+	for _, mode := range []string{"disable", "allow", "prefer", "require", "verify-ca"} {
+		dsn := base + "&sslmode=" + mode
+		_, err := rdsproxy.Open(dsn, tokenFunc)
+		require.ErrorIs(t, err, rdsproxy.ErrInsecureIAM, mode)
+		require.Contains(t, err.Error(), "WithTokenFunc")
+		_, err = rdsproxy.NewConnector(dsn, tokenFunc)
+		require.ErrorIs(t, err, rdsproxy.ErrInsecureIAM, mode)
+		_, err = rdsproxy.NewPgxpoolConfig(dsn, tokenFunc)
+		require.ErrorIs(t, err, rdsproxy.ErrInsecureIAM, mode)
+		cfg, err := rdsproxy.ParseConfig(dsn)
+		require.NoError(t, err)
+		_, err = rdsproxy.NewConnectorConfig(cfg, tokenFunc)
+		require.ErrorIs(t, err, rdsproxy.ErrInsecureIAM, mode)
+		// The option changed NewConnectorConfig's copy, not cfg.
+		c, err := rdsproxy.NewConnectorConfig(cfg)
+		require.NoError(t, err, mode)
+		c.Close()
+	}
+	require.Zero(t, srv.accepts.Load(), "refused before any dial")
+
+	// A Config edited after parsing to drop TLS is caught the same way.
+	cfg, err := rdsproxy.ParseConfig(base)
+	require.NoError(t, err)
+	cfg.ConnConfig.TLSConfig = nil
+	_, err = rdsproxy.NewConnectorConfig(cfg, tokenFunc)
+	require.ErrorIs(t, err, rdsproxy.ErrInsecureIAM)
+
+	// verify-full (the default) dials, and pgx gives up when the server
+	// declines TLS: the token function may run, its token is never sent.
+	db, err := rdsproxy.Open(base, tokenFunc)
+	require.NoError(t, err)
+	defer db.Close()
+	require.Error(t, db.Ping())
+	require.NotZero(t, srv.accepts.Load(), "the default dials the server")
+	require.NotContains(t, srv.received(), token)
+
+	// Control: the server does capture a password sent in clear text.
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	_, err = pgconn.Connect(ctx, base+"&sslmode=disable&password="+token)
+	require.Error(t, err)
+	require.Contains(t, srv.received(), token)
+}
+
+// TestTokenSourceMarginBounds: a TokenSource's margin is checked where it
+// reaches a connector; 0 is the default.
+func TestTokenSourceMarginBounds(t *testing.T) {
+	const dsn = "postgres://app@my-proxy.proxy-abc.us-east-1.rds.amazonaws.com/appdb?iam=true"
+	for _, m := range []time.Duration{-time.Second, time.Nanosecond, 29 * time.Second, 15*time.Minute + 1, time.Hour} {
+		ts := rdsproxy.NewTokenSource(rdsproxy.TokenSourceOptions{Credentials: testCreds, Margin: m})
+		_, err := rdsproxy.NewConnector(dsn, rdsproxy.WithTokenSource(ts))
+		require.ErrorIs(t, err, rdsproxy.ErrConfig, "margin %s", m)
+		require.Contains(t, err.Error(), "Margin")
+		require.Contains(t, err.Error(), "from 30s to 15m")
+		_, err = rdsproxy.NewPgxpoolConfig(dsn, rdsproxy.WithTokenSource(ts))
+		require.ErrorIs(t, err, rdsproxy.ErrConfig, "margin %s", m)
+	}
+	for _, m := range []time.Duration{0, 30 * time.Second, 3 * time.Minute, 15 * time.Minute} {
+		ts := rdsproxy.NewTokenSource(rdsproxy.TokenSourceOptions{Credentials: testCreds, Margin: m})
+		c, err := rdsproxy.NewConnector(dsn, rdsproxy.WithTokenSource(ts))
+		require.NoError(t, err, "margin %s", m)
+		c.Close()
+	}
 }

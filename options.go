@@ -32,9 +32,11 @@ func WithMaxConns(n int) Option {
 // pool_max_conn_lifetime and pool_max_conn_lifetime_jitter).
 func WithMaxConnLifetime(lifetime, jitter time.Duration) Option {
 	return func(c *Config) error {
-		// Subtraction, not lifetime+jitter, which can overflow to a negative value.
-		if lifetime <= 0 || lifetime >= proxyClientMaxLife || jitter < 0 || jitter >= proxyClientMaxLife-lifetime {
-			return &ConfigError{Key: "WithMaxConnLifetime", Value: lifetime.String() + " + " + jitter.String(), Accepted: acceptedLifetime}
+		if err := checkLifetime("WithMaxConnLifetime", lifetime); err != nil {
+			return err
+		}
+		if err := checkJitter("WithMaxConnLifetime", lifetime, jitter); err != nil {
+			return err
 		}
 		c.MaxConnLifetime, c.MaxConnLifetimeJitter = lifetime, jitter
 		c.lifetimeSet, c.jitterSet = true, true
@@ -45,10 +47,22 @@ func WithMaxConnLifetime(lifetime, jitter time.Duration) Option {
 // WithMaxConnIdleTime sets the idle time (DSN key pool_max_conn_idle_time).
 func WithMaxConnIdleTime(d time.Duration) Option {
 	return func(c *Config) error {
-		if d <= 0 {
-			return &ConfigError{Key: "WithMaxConnIdleTime", Value: d.String(), Accepted: acceptedPositiveDuration}
+		if err := checkIdleTime("WithMaxConnIdleTime", d); err != nil {
+			return err
 		}
 		c.MaxConnIdleTime, c.idleTimeSet = d, true
+		return nil
+	}
+}
+
+// WithHealthCheckPeriod sets how often idle connections parked in the pool
+// are checked for lifetime and idle time (DSN key pool_health_check_period).
+func WithHealthCheckPeriod(d time.Duration) Option {
+	return func(c *Config) error {
+		if err := checkHealthCheckPeriod("WithHealthCheckPeriod", d); err != nil {
+			return err
+		}
+		c.HealthCheckPeriod, c.healthCheckSet = d, true
 		return nil
 	}
 }

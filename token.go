@@ -37,7 +37,9 @@ type TokenSourceOptions struct {
 	// context, so building a connector never touches the network.
 	Credentials aws.CredentialsProvider
 	// Margin is how much life a cached token, and the credentials that
-	// signed it, must still have to be reused. Default: 3 minutes.
+	// signed it, must still have to be reused: 0 for the default of 3
+	// minutes, or from 30s to 15m (the token's whole life, which turns reuse
+	// off). [WithTokenSource] refuses a source with any other margin.
 	Margin time.Duration
 	// Now is the clock, for tests. Default: time.Now.
 	Now func() time.Time
@@ -51,6 +53,7 @@ type TokenSourceOptions struct {
 // should.
 type TokenSource struct {
 	src      *iamauth.Source
+	margin   time.Duration // as given, checked by WithTokenSource
 	signings atomic.Int64
 }
 
@@ -62,7 +65,7 @@ func NewTokenSource(opts TokenSourceOptions) *TokenSource {
 }
 
 func newTokenSource(opts TokenSourceOptions, sign iamauth.SignFunc) *TokenSource {
-	ts := &TokenSource{}
+	ts := &TokenSource{margin: opts.Margin}
 	ts.src = iamauth.NewSource(iamauth.Options{
 		Credentials: opts.Credentials,
 		Margin:      opts.Margin,
@@ -101,6 +104,29 @@ func (o *iamOptions) note(name string) {
 	}
 }
 
+// editIAM returns a copy of c's IAM options for an option to change, and
+// points c at it. The options live behind a pointer so that a Config printed
+// field by field (fmt cannot call Config's methods on an unexported field of
+// another struct) shows an address, never a credentials provider's keys; the
+// copy keeps a Config copied by NewConnectorConfig independent of the
+// caller's.
+func (c *Config) editIAM() *iamOptions {
+	o := &iamOptions{}
+	if c.iamOpts != nil {
+		*o = *c.iamOpts
+	}
+	c.iamOpts = o
+	return o
+}
+
+// iam returns c's IAM options for reading; never nil.
+func (c *Config) iam() *iamOptions {
+	if c.iamOpts == nil {
+		return &iamOptions{}
+	}
+	return c.iamOpts
+}
+
 // WithAWSConfig signs IAM tokens with cfg's credentials, and uses cfg.Region
 // when the DSN has no aws_region.
 func WithAWSConfig(cfg aws.Config) Option {
@@ -108,8 +134,9 @@ func WithAWSConfig(cfg aws.Config) Option {
 		if cfg.Credentials == nil {
 			return &ConfigError{Key: "WithAWSConfig", Value: "aws.Config without Credentials", Accepted: "an aws.Config from config.LoadDefaultConfig or with Credentials set"}
 		}
-		c.iamOpts.creds, c.iamOpts.awsRegion = cfg.Credentials, cfg.Region
-		c.iamOpts.note("WithAWSConfig")
+		o := c.editIAM()
+		o.creds, o.awsRegion = cfg.Credentials, cfg.Region
+		o.note("WithAWSConfig")
 		return nil
 	}
 }
@@ -120,8 +147,9 @@ func WithCredentialsProvider(p aws.CredentialsProvider) Option {
 		if p == nil {
 			return &ConfigError{Key: "WithCredentialsProvider", Value: "nil", Accepted: "a non-nil aws.CredentialsProvider"}
 		}
-		c.iamOpts.creds = p
-		c.iamOpts.note("WithCredentialsProvider")
+		o := c.editIAM()
+		o.creds = p
+		o.note("WithCredentialsProvider")
 		return nil
 	}
 }
@@ -132,20 +160,26 @@ func WithTokenSource(ts *TokenSource) Option {
 		if ts == nil {
 			return &ConfigError{Key: "WithTokenSource", Value: "nil", Accepted: "a *TokenSource from NewTokenSource"}
 		}
-		c.iamOpts.source = ts
-		c.iamOpts.note("WithTokenSource")
+		if err := checkTokenMargin("WithTokenSource: TokenSourceOptions.Margin", ts.margin); err != nil {
+			return err
+		}
+		o := c.editIAM()
+		o.source = ts
+		o.note("WithTokenSource")
 		return nil
 	}
 }
 
 // WithTokenFunc sets every new connection's password from f instead of AWS
-// signing. It does not need iam=true.
+// signing. It does not need iam=true, but it follows the same TLS rule: the
+// token goes only to a server verified by sslmode=verify-full (the default),
+// else NewConnector and Open fail with [ErrInsecureIAM].
 func WithTokenFunc(f TokenFunc) Option {
 	return func(c *Config) error {
 		if f == nil {
 			return &ConfigError{Key: "WithTokenFunc", Value: "nil", Accepted: "a non-nil TokenFunc"}
 		}
-		c.iamOpts.tokenFunc = f
+		c.editIAM().tokenFunc = f
 		return nil
 	}
 }
@@ -154,7 +188,7 @@ func WithTokenFunc(f TokenFunc) Option {
 // WithAWSConfig's region, then AWS_REGION, AWS_DEFAULT_REGION, and last the
 // region in an RDS host name.
 func (c *Config) resolveRegion() (string, error) {
-	for _, r := range []string{c.AWSRegion, c.iamOpts.awsRegion, os.Getenv("AWS_REGION"), os.Getenv("AWS_DEFAULT_REGION")} {
+	for _, r := range []string{c.AWSRegion, c.iam().awsRegion, os.Getenv("AWS_REGION"), os.Getenv("AWS_DEFAULT_REGION")} {
 		if r != "" {
 			if !iamauth.ValidRegion(r) {
 				return "", &ConfigError{Key: keyAWSRegion, Value: r, Accepted: acceptedRegion}
@@ -211,7 +245,7 @@ func (c *Connector) configureAuth(pc *pgxpool.Config) error {
 // pc.BeforeConnect. It returns the IAM wiring, nil unless iam=true. Both the
 // connector and [NewPgxpoolConfig] use it.
 func installAuth(cfg *Config, pc *pgxpool.Config) (*iamState, error) {
-	o := &cfg.iamOpts
+	o := cfg.iam()
 	if !cfg.IAM && o.set != "" {
 		return nil, &ConfigError{Key: o.set, Value: "set without iam=true", Accepted: "add iam=true to the DSN, or remove " + o.set}
 	}
