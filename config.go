@@ -36,15 +36,17 @@ const (
 //
 // A Config, by value or by pointer, prints as its String with fmt (every
 // verb), log/slog and encoding/json: never the password or the credentials
-// of an option. fmt cannot call methods on an unexported field of another
-// struct; there %v shows pointers as addresses, but %s and %q print pgx's
-// ConnConfig, password included, so keep a Config in an exported field or
-// behind a pointer.
+// of an option. That holds in any field of any struct, where fmt prints by
+// reflection without calling methods: the password and the options'
+// credentials are kept out of the fields (see ConnConfig).
 type Config struct {
 	// ConnConfig is pgx's connection configuration, with rdsproxy's own keys
 	// already removed from RuntimeParams so they are never sent to the server.
 	// Its DefaultQueryExecMode is [DefaultQueryExecMode] unless the DSN set
-	// default_query_exec_mode.
+	// default_query_exec_mode. Its Password is empty and its ConnString is
+	// not the one parsed: the connection string's password is kept apart, so
+	// that no way of printing a Config can show it, and set on each dial. A
+	// Password set here by the caller wins over it.
 	ConnConfig *pgx.ConnConfig
 
 	// IAM makes every new physical connection authenticate with a fresh RDS IAM
@@ -110,8 +112,9 @@ type Config struct {
 	jitterSet      bool
 	healthCheckSet bool
 	execModeSet    bool
-	iamOpts        *iamOptions     // nil until an IAM option is given; see editIAM
-	parsedPool     *pgxpool.Config // from ParseConfig, so a connector need not parse a DSN again
+	iamOpts        hidden[*iamOptions] // nil until an IAM option is given; see editIAM
+	password       hidden[string]      // the connection string's password, set at each dial (installAuth)
+	parsedPool     *pgxpool.Config     // from ParseConfig, so a connector need not parse a DSN again
 
 	// MeterProvider receives the driver's metrics (see the package
 	// documentation, Telemetry). Set it with [WithMeterProvider]. Default:

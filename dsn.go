@@ -138,6 +138,11 @@ func parseConfig(dsn string) (*Config, error) {
 	if !cfg.execModeSet {
 		cc.DefaultQueryExecMode = DefaultQueryExecMode
 	}
+	cfg.password = hide(cc.Password)
+	if cc, err = secretFreeConnConfig(cc); err != nil {
+		return nil, err
+	}
+	pc.ConnConfig = cc
 	cfg.ConnConfig = cc
 	cfg.parsedPool = pc
 	if err := cfg.validate(); err != nil {

@@ -101,7 +101,7 @@ func TestDefaultSSLModeWithReservedCharactersInPassword(t *testing.T) {
 			require.NotContains(t, err.Error(), pw)
 			continue
 		}
-		require.Equal(t, pw, cfg.ConnConfig.Password, "the password must survive")
+		require.Equal(t, pw, rdsproxy.DialPassword(cfg), "the password must survive")
 		require.NotNil(t, cfg.ConnConfig.TLSConfig)
 		require.False(t, cfg.ConnConfig.TLSConfig.InsecureSkipVerify, "the verify-full default must apply")
 	}

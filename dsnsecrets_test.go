@@ -1,6 +1,7 @@
 package rdsproxy_test
 
 import (
+	"fmt"
 	"strings"
 	"testing"
 
@@ -38,7 +39,7 @@ func TestPasswordsWithReservedCharactersReadAsPgxReadsThem(t *testing.T) {
 		cfg, err := rdsproxy.ParseConfig(dsn)
 		require.NoError(t, err, dsn)
 		got := cfg.ConnConfig
-		require.Equal(t, want.Password, got.Password, dsn)
+		require.Equal(t, want.Password, rdsproxy.DialPassword(cfg), dsn)
 		require.Equal(t, want.Host, got.Host, dsn)
 		require.Equal(t, want.Port, got.Port, dsn)
 		require.Equal(t, want.Database, got.Database, dsn)
@@ -53,13 +54,13 @@ func TestPasswordsWithReservedCharactersReadAsPgxReadsThem(t *testing.T) {
 	// The reported case: pgx reads the whole value as the password.
 	cfg, err := rdsproxy.ParseConfig("postgres://app@db.example.com:5432/appdb?password=abc#XYZsecret")
 	require.NoError(t, err)
-	require.Equal(t, "abc#XYZsecret", cfg.ConnConfig.Password)
+	require.Equal(t, "abc#XYZsecret", rdsproxy.DialPassword(cfg))
 
 	// An explicit sslmode is kept wherever it is, and '#' hides none.
 	cfg, err = rdsproxy.ParseConfig("postgres://app:a#b@db.example.com/appdb?password=x#y&sslmode=disable")
 	require.NoError(t, err)
 	require.Nil(t, cfg.ConnConfig.TLSConfig)
-	require.Equal(t, "x#y", cfg.ConnConfig.Password)
+	require.Equal(t, "x#y", rdsproxy.DialPassword(cfg))
 }
 
 // TestBadDSNErrorsHideThePassword: connection strings pgx or rdsproxy
@@ -103,6 +104,10 @@ func TestBadDSNErrorsHideThePassword(t *testing.T) {
 		require.ErrorIs(t, err, rdsproxy.ErrConfig, dsn)
 		for _, part := range []string{secret, secret[:4], secret[len(secret)-4:], "Zsec"} {
 			require.NotContains(t, err.Error(), part, "%s: %v", dsn, err)
+			// Printed field by field too, as a logger's %+v or %#v does.
+			for _, verb := range []string{"%+v", "%#v"} {
+				require.NotContains(t, fmt.Sprintf(verb, err), part, "%s: %s", dsn, verb)
+			}
 		}
 		var pe *pgconn.ParseConfigError
 		require.False(t, errorsAs(err, &pe), "pgx's error, with the raw connection string, must not be reachable: %s", dsn)

@@ -38,7 +38,7 @@ type ConfigError struct {
 	Accepted string // what would have been accepted, in words
 	Err      error  // the underlying cause, if any
 
-	hide []string // texts that may hold a password, masked in Error (set by ParseConfig)
+	hide hidden[[]string] // texts that may hold a password, masked in Error (set by ParseConfig); hidden from %#v
 }
 
 func (e *ConfigError) Error() string {
@@ -47,7 +47,7 @@ func (e *ConfigError) Error() string {
 		msg += " (" + e.Err.Error() + ")"
 	}
 	if e.hide != nil {
-		msg = redact(msg, e.hide)
+		msg = redact(msg, e.hide())
 	}
 	return msg
 }

@@ -19,3 +19,7 @@ func NewTokenSourceWithSigner(opts TokenSourceOptions,
 // idle connection would: a kill inside the window is the same race as one
 // during the next statement.
 const ProbeAfterIdle = probeAfterIdle
+
+// DialPassword is the password a dial of cfg sends when the caller set none
+// on ConnConfig: the connection string's, kept apart from ConnConfig.
+func DialPassword(cfg *Config) string { return cfg.password.get() }

@@ -43,7 +43,8 @@ import (
 // background.
 //
 // The returned config may be changed before use (AfterConnect, MaxConns and
-// the rest); keep BeforeConnect, or call the one installed here from yours.
+// the rest); keep BeforeConnect, or call the one installed here from yours:
+// it sets each dial's password (the connection string's, or an IAM token).
 func NewPgxpoolConfig(dsn string, opts ...Option) (*pgxpool.Config, error) {
 	cfg, err := ParseConfig(dsn)
 	if err != nil {

@@ -42,7 +42,7 @@ func redactDSNError(dsn string, err error) error {
 	if errors.As(err, &pe) {
 		return &ConfigError{Key: "connection string", Value: "(not shown)",
 			Accepted: "a URL or keyword/value connection string that pgx can parse",
-			Err:      errors.New(redact(pgxMessage(pe.err), regions)), hide: regions}
+			Err:      errors.New(redact(pgxMessage(pe.err), regions)), hide: hide(regions)}
 	}
 	var ce *ConfigError
 	if errors.As(err, &ce) {
@@ -52,22 +52,22 @@ func redactDSNError(dsn string, err error) error {
 		if ce.Err != nil {
 			out.Err = errors.New(redact(pgxMessage(ce.Err), regions))
 		}
-		out.hide = regions
+		out.hide = hide(regions)
 		return &out
 	}
 	// rdsproxy's own errors, such as ErrInsecureIAM, quote nothing; a
 	// password that happens to spell part of their text is hidden all the
 	// same.
-	return &redactedError{err: err, hide: regions}
+	return &redactedError{err: err, hide: hide(regions)}
 }
 
 // redactedError is err with its text redacted.
 type redactedError struct {
 	err  error
-	hide []string
+	hide hidden[[]string] // hidden from %#v, like ConfigError's
 }
 
-func (e *redactedError) Error() string { return redact(e.err.Error(), e.hide) }
+func (e *redactedError) Error() string { return redact(e.err.Error(), e.hide()) }
 func (e *redactedError) Unwrap() error { return e.err }
 
 // pgxParseError marks an error from pgx's parsers, which quote the

@@ -2,6 +2,7 @@ package rdsproxy_test
 
 import (
 	"bytes"
+	"database/sql"
 	"encoding/json"
 	"fmt"
 	"log/slog"
@@ -12,17 +13,16 @@ import (
 	"github.com/rdsproxy/rdsproxy"
 )
 
-// secretConfig returns a Config whose password is secretPassword and whose
-// IAM options hold testCreds (a value-type provider carrying the keys).
+// secretConfig returns a Config whose connection string's password is
+// secretPassword and whose IAM options hold testCreds (a value-type provider
+// carrying the keys).
 func secretConfig(t *testing.T) *rdsproxy.Config {
 	t.Helper()
 	c, err := rdsproxy.NewConnector("postgres://app:"+secretPassword+"@my-proxy.proxy-abc.us-east-1.rds.amazonaws.com/appdb?iam=true",
 		rdsproxy.WithCredentialsProvider(testCreds))
 	require.NoError(t, err)
 	t.Cleanup(func() { c.Close() })
-	cfg := c.Config()
-	cfg.ConnConfig.Password = secretPassword // as a password-authenticated Config would hold it
-	return cfg
+	return c.Config()
 }
 
 // requireNoSecret fails if s contains the password or the AWS keys.
@@ -73,14 +73,13 @@ func TestConfigFormattingHasNoSecrets(t *testing.T) {
 		requireNoSecret(t, name+" Sprintln", fmt.Sprintln(v))
 	}
 	// fmt cannot call methods on an unexported field, so there it prints the
-	// Config's fields: pointers must show as addresses. (%s and %q print a
-	// pointer's target once, the exported ConnConfig included: a limit of fmt
-	// documented on Config.)
+	// Config's fields by reflection, and for %s or %q it follows a pointer
+	// field once: no field may lead to the password or the keys.
 	for name, v := range map[string]any{
 		"unexported fields":  appPrivate{name: "billing", db: *cfg, ptr: cfg},
 		"pointer unexported": &appPrivate{name: "billing", db: *cfg, ptr: cfg},
 	} {
-		for _, verb := range []string{"%v", "%+v", "%#v", "%x", "%d"} {
+		for _, verb := range verbs {
 			requireNoSecret(t, name+" "+verb, fmt.Sprintf(verb, v))
 		}
 	}
@@ -114,5 +113,32 @@ func TestConfigLoggingHasNoSecrets(t *testing.T) {
 		b, err := json.Marshal(v)
 		require.NoError(t, err)
 		requireNoSecret(t, "json", string(b))
+	}
+}
+
+// TestConnectionStringPasswordIsSentAtDial: the password kept apart from
+// ConnConfig (so no printing of a Config can reach it) still authenticates
+// every dial, and a password the caller sets on ConnConfig wins.
+func TestConnectionStringPasswordIsSentAtDial(t *testing.T) {
+	for _, tc := range []struct{ name, set, want string }{
+		{"from the connection string", "", secretPassword},
+		{"set on ConnConfig", "caller-" + secretPassword, "caller-" + secretPassword},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			srv := startPlainServer(t)
+			cfg, err := rdsproxy.ParseConfig("postgres://app:" + secretPassword + "@" + srv.ln.Addr().String() + "/appdb?sslmode=disable")
+			require.NoError(t, err)
+			require.Empty(t, cfg.ConnConfig.Password)
+			require.NotContains(t, cfg.ConnConfig.ConnString(), secretPassword)
+			if tc.set != "" {
+				cfg.ConnConfig.Password = tc.set
+			}
+			c, err := rdsproxy.NewConnectorConfig(cfg)
+			require.NoError(t, err)
+			db := sql.OpenDB(c)
+			defer db.Close()
+			require.Error(t, db.Ping()) // the look-alike hangs up after the password
+			require.Contains(t, srv.received(), tc.want+"\x00")
+		})
 	}
 }

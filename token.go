@@ -105,17 +105,15 @@ func (o *iamOptions) note(name string) {
 }
 
 // editIAM returns a copy of c's IAM options for an option to change, and
-// points c at it. The options live behind a pointer so that a Config printed
-// field by field (fmt cannot call Config's methods on an unexported field of
-// another struct) shows an address, never a credentials provider's keys; the
-// copy keeps a Config copied by NewConnectorConfig independent of the
-// caller's.
+// points c at it. The options are kept hidden (see hidden) so that a Config
+// printed field by field never shows a credentials provider's keys; the copy
+// keeps a Config copied by NewConnectorConfig independent of the caller's.
 func (c *Config) editIAM() *iamOptions {
 	o := &iamOptions{}
 	if c.iamOpts != nil {
-		*o = *c.iamOpts
+		*o = *c.iamOpts()
 	}
-	c.iamOpts = o
+	c.iamOpts = hide(o)
 	return o
 }
 
@@ -124,7 +122,7 @@ func (c *Config) iam() *iamOptions {
 	if c.iamOpts == nil {
 		return &iamOptions{}
 	}
-	return c.iamOpts
+	return c.iamOpts()
 }
 
 // WithAWSConfig signs IAM tokens with cfg's credentials, and uses cfg.Region
@@ -262,6 +260,17 @@ func installAuth(cfg *Config, pc *pgxpool.Config) (*iamState, error) {
 		return nil, nil
 	}
 	if !cfg.IAM {
+		if pw := cfg.password.get(); pw != "" {
+			// The connection string's password, kept apart from ConnConfig
+			// (see secretFreeConnConfig). A password set on ConnConfig by the
+			// caller wins.
+			pc.BeforeConnect = func(_ context.Context, cc *pgx.ConnConfig) error {
+				if cc.Password == "" {
+					cc.Password = pw
+				}
+				return nil
+			}
+		}
 		return nil, nil
 	}
 	if len(cfg.ConnConfig.Fallbacks) > 0 {
