@@ -167,9 +167,9 @@ type telemetry struct {
 	poolOpt     metric.MeasurementOption // pool name only
 	usedOpt     metric.MeasurementOption
 	idleOpt     metric.MeasurementOption
-	retireOpts  [4]metric.MeasurementOption // lifetime, idle, broken, sibling
+	retireOpts  [5]metric.MeasurementOption // lifetime, idle, broken, sibling, overflow
 	opOpts      [len(opNames)]metric.MeasurementOption
-	retireCount [4]atomic.Int64
+	retireCount [5]atomic.Int64
 
 	meter metric.Meter
 	pool  *pgxpool.Pool
@@ -257,7 +257,7 @@ func newTelemetry(cfg *Config) *telemetry {
 	t.poolOpt = metric.WithAttributeSet(attribute.NewSet(pool))
 	t.usedOpt = metric.WithAttributeSet(attribute.NewSet(pool, t.count.AttrClientConnectionState(dbconv.ClientConnectionStateUsed)))
 	t.idleOpt = metric.WithAttributeSet(attribute.NewSet(pool, t.count.AttrClientConnectionState(dbconv.ClientConnectionStateIdle)))
-	for i, r := range [...]retireReason{retireLifetime, retireIdle, retireBroken, retireSibling} {
+	for i, r := range [...]retireReason{retireLifetime, retireIdle, retireBroken, retireSibling, retireOverflow} {
 		t.retireOpts[i] = metric.WithAttributeSet(attribute.NewSet(pool, attrRetireReason.String(r.String())))
 	}
 	for i, name := range opNames {
@@ -306,6 +306,7 @@ func (t *telemetry) observe(_ context.Context, o metric.Observer) error {
 	o.ObserveInt64(t.retired, t.retireCount[1].Load()+st.MaxIdleDestroyCount(), t.retireOpts[1])
 	o.ObserveInt64(t.retired, t.retireCount[2].Load(), t.retireOpts[2])
 	o.ObserveInt64(t.retired, t.retireCount[3].Load(), t.retireOpts[3])
+	o.ObserveInt64(t.retired, t.retireCount[4].Load(), t.retireOpts[4])
 	return nil
 }
 
@@ -329,6 +330,8 @@ func (t *telemetry) onRetire(reason retireReason) {
 		t.retireCount[2].Add(1)
 	case retireSibling:
 		t.retireCount[3].Add(1)
+	case retireOverflow:
+		t.retireCount[4].Add(1)
 	}
 }
 
