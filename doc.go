@@ -47,8 +47,9 @@ that is not the proxy.
 A [Connector] owns a pgxpool.Pool and hands database/sql pgx's own
 *stdlib.Conn, unwrapped, so (*sql.Conn).Raw yields *stdlib.Conn, CopyFrom and
 notifications work, and no optional driver interface is lost. The pool caps
-physical connections even under plain sql.Open, which gives no chance to call
-SetMaxOpenConns: a checkout past the cap waits under the caller's context.
+the connections at work even under plain sql.Open, which gives no chance to
+call SetMaxOpenConns: a checkout past the cap waits under the caller's
+context (under plain sql.Open, for at most 30 seconds; see below).
 
 Each physical connection gets one deadline, its lifetime plus its own random
 jitter, and an idle limit; both are checked whenever the connection changes
@@ -82,10 +83,17 @@ monotonic clock, so a wall clock stepped back cannot skip it.
 [Open] also sets database/sql's own limits to match (SetMaxOpenConns,
 SetMaxIdleConns, SetConnMaxIdleTime, SetConnMaxLifetime), so db.Stats()
 reports them. Under plain sql.Open or sql.OpenDB, database/sql keeps up to 2
-idle connections of its own that a driver cannot reclaim; a default cap is
-therefore never below 3 there, or a third concurrent caller could wait forever.
-An explicit pool_max_conns is honoured; set db.SetMaxOpenConns to the same
-value when it is below 3. While a caller waits in the connector at the cap, a
+idle connections of its own that a driver cannot reclaim, and never hands
+them to a caller already waiting in the connector; a default cap is
+therefore never below 3 there. An explicit pool_max_conns is honoured. A
+caller stranded at the cap behind such idle connections (it has waited 100
+ms while fewer than the cap run a statement or a transaction) is served by
+an overflow connection, dialed outside the pool with the same hooks: at most
+2 are open at once, each is retired at its first reuse, and the first logs a
+warning. A wait at the cap there ends after 30 seconds with
+[ErrPoolWaitTimeout], whatever the caller's context. With db.SetMaxOpenConns
+set to the cap, or with [Open], database/sql queues callers itself and
+neither comes into play. While a caller waits in the connector at the cap, a
 reuse of one of database/sql's idle connections hands it to the waiter instead,
 so no caller is starved by others that keep querying.
 
