@@ -277,6 +277,7 @@ func TestNoOverflowPastWork(t *testing.T) {
 			close(release)
 			require.ErrorIs(t, err, ErrPoolWaitTimeout)
 			require.ErrorContains(t, err, "SetMaxOpenConns")
+			require.False(t, IsAmbiguousCommit(err), "the statement never reached the server")
 			require.EqualValues(t, 0, c.policy.registry.overflowDials.Load(), "no connection past the cap while the cap is at work")
 			require.NoError(t, <-busy)
 		})
