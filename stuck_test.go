@@ -305,3 +305,37 @@ func TestOverflowCeiling(t *testing.T) {
 		require.NoError(t, conn.Close())
 	}
 }
+
+// TestOverflowObservable: an overflow connection is counted in the
+// retirement metric under reason "overflow", and it runs the pinning check
+// like a pooled connection (its tracer is the connector's).
+func TestOverflowObservable(t *testing.T) {
+	h := newOtelHarness(t)
+	var mu sync.Mutex
+	var pins []PinEvent
+	opts := append(h.options(), WithPinHandler(func(e PinEvent) { mu.Lock(); pins = append(pins, e); mu.Unlock() }))
+	c, err := NewConnector(testdb.WithParams(testdb.Require(t), "application_name", testdb.AppName(t),
+		"pool_max_conns", "1", "pin_check", "warn"), opts...)
+	require.NoError(t, err)
+	db := sql.OpenDB(c)
+	defer db.Close()
+	ctx := context.Background()
+
+	held, err := db.Conn(ctx)
+	require.NoError(t, err)
+	waiter, err := db.Conn(ctx) // an overflow connection
+	require.NoError(t, err)
+	require.EqualValues(t, 1, c.policy.registry.overflowDials.Load())
+	_, err = waiter.ExecContext(ctx, "SET search_path TO public")
+	require.NoError(t, err)
+	mu.Lock()
+	require.Len(t, pins, 1, "the pinning check runs on an overflow connection")
+	mu.Unlock()
+
+	require.NoError(t, held.Close())
+	require.NoError(t, waiter.Close())
+	_, err = db.ExecContext(ctx, "SELECT 1") // reuses, and retires, the overflow connection
+	require.NoError(t, err)
+	retired := h.collect(t)[metricConnectionsRetired]
+	require.EqualValues(t, 1, sumValue(t, retired, attrRetireReason.String(retireOverflow.String())))
+}

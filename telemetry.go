@@ -46,7 +46,7 @@ const (
 // is from a fixed set, except the fingerprint (literals replaced by ?), which
 // is opt-in.
 const (
-	attrRetireReason = attribute.Key("rdsproxy.retire.reason")     // lifetime|idle|broken|sibling
+	attrRetireReason = attribute.Key("rdsproxy.retire.reason")     // lifetime|idle|broken|sibling|overflow
 	attrPinReason    = attribute.Key("rdsproxy.pinning.reason")    // a PinReason
 	attrPinKind      = attribute.Key("rdsproxy.pinning.kind")      // query|batch|prepare
 	attrFingerprint  = attribute.Key("rdsproxy.query.fingerprint") // opt-in
@@ -247,7 +247,7 @@ func newTelemetry(cfg *Config) *telemetry {
 		metric.WithDescription("Statement executions that pin the RDS Proxy session, by reason (one per reason per execution)."))
 	report(err)
 	t.retired, err = m.Int64ObservableCounter(metricConnectionsRetired, metric.WithUnit("{connection}"),
-		metric.WithDescription("Physical connections retired by the pool, by reason (lifetime, idle, broken, sibling)."))
+		metric.WithDescription("Physical connections retired by the pool, by reason (lifetime, idle, broken, sibling, overflow)."))
 	report(err)
 	t.waitedAtCap, err = m.Int64Counter(metricCheckoutsWaitedAtCap, metric.WithUnit("{checkout}"),
 		metric.WithDescription("Checkouts that reached the connector with every connection busy at the cap and had to wait."))
