@@ -14,7 +14,7 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 )
 
-// Serving callers stuck at the cap under plain sql.Open.
+// Serving callers stranded at the cap under plain sql.Open.
 //
 // Under sql.Open or sql.OpenDB without db.SetMaxOpenConns, database/sql does
 // not queue callers: each one without an idle connection of its own calls
@@ -23,41 +23,43 @@ import (
 // tells the driver nothing when it does (pgx's *stdlib.Conn has no
 // driver.Validator), and hands them only to callers that come later, never to
 // one already waiting in Connect. The hand-back rule in pool.go returns such
-// a connection to pgxpool at its next reuse; when nobody reuses it (the end of
-// a burst), a caller waiting in Connect would wait forever. With a cap of 3 or
-// more and database/sql's default idle count, a third connection can always
-// be released to pgxpool, so the default cap is never below 3 there; an
-// explicit pool_max_conns of 1 or 2, or SetMaxIdleConns raised without
-// SetMaxOpenConns, needs this file.
+// a connection to pgxpool at its next reuse. Until then the waiters share
+// what is left of the cap; when nobody reuses it (the end of a burst, or a
+// cap of 1 or 2 wholly idle there), a waiter would wait forever.
 //
 // The driver cannot take a connection back from database/sql's free list: it
 // cannot tell one idle there from one an application holds in a *sql.Conn
 // between statements, and one physical connection must never have two
-// holders. So the stuck caller gets a connection of its own instead:
+// holders. So the stranded caller gets a connection of its own instead:
 //
 //   - A caller that has waited overflowAfter at the cap, while fewer than cap
 //     connections are at work (running a statement pgx traces, inside a
 //     transaction, or answered within overflowAfter), gets an overflow
-//     connection: dialed outside pgxpool with the same hooks (IAM token,
-//     telemetry, pinning check, pool policy). Connections at work therefore
-//     stay within the cap, barring an application resuming a *sql.Conn it held
-//     quiet; at most maxOverflowConns are open at once, so the total never
-//     exceeds the cap plus database/sql's idle ones.
+//     connection: dialed outside pgxpool with the same hooks (IAM token and
+//     its retry, telemetry, tracer and pinning check, pool policy). So an
+//     overflow connection never takes the count at work past the cap when it
+//     is opened. The count can pass it afterwards only when a quiet
+//     connection comes back to work while overflow connections still run a
+//     statement: an application resuming a *sql.Conn it held, or a stranded
+//     connection reused and handed back; by at most maxOverflowConns, until
+//     those statements end. At most maxOverflowConns are open at once: the
+//     total never exceeds the cap plus database/sql's idle ones.
 //   - An overflow connection is retired at its first reuse (retirement reason
-//     "overflow"), and closed by database/sql at once if its free list is
-//     full; it never returns to pgxpool.
+//     "overflow"), or closed by database/sql at release if its free list is
+//     full; it never enters pgxpool.
 //   - The first overflow logs one warning naming the fix: rdsproxy.Open, or
 //     db.SetMaxOpenConns(cap), under which database/sql queues callers itself
-//     and nothing here runs.
-//   - A caller that has waited maxWaitAtCap at the cap without being served
-//     (every connection at work, or the overflow dials failing) gets
-//     ErrPoolWaitTimeout, whatever its context: under plain sql.Open no wait
-//     in the connector is unbounded.
+//     and none of this comes into play (Open does not even arm it).
+//   - A caller that has waited maxWaitAtCap in the connector without being
+//     served (every connection at work, or maxOverflowConns already open)
+//     gets ErrPoolWaitTimeout, whatever its context: under plain sql.Open no
+//     wait in the connector is unbounded. A failed overflow dial returns its
+//     error at once, as a failed pooled dial would.
 //
-// The rest of the program keeps moving: only a caller stranded behind an idle
-// connection waits, overflowAfter once, and the overflow connection's next
-// reuse hands the stranded one back (pool.go's hand-back rule) to the next
-// waiter.
+// The rest of the program keeps moving: only a caller stranded behind idle
+// connections waits overflowAfter, and the overflow connection's next reuse
+// reaches the stranded connection behind it in database/sql's free list,
+// which the hand-back rule then gives to the next waiter.
 const (
 	// overflowAfter is how long a caller waits at the cap before an overflow
 	// connection is considered, and how long a connection must have been
