@@ -289,7 +289,8 @@ func TestNoOverflowPastWork(t *testing.T) {
 // maxOverflowConns connections are ever open past the cap. It gets
 // ErrPoolWaitTimeout after the bound.
 func TestOverflowCeiling(t *testing.T) {
-	db, c, _ := openPlain(t, time.Second, nil, "pool_max_conns", "1")
+	h := newOtelHarness(t)
+	db, c, _ := openPlain(t, time.Second, h.options(), "pool_max_conns", "1")
 	ctx := context.Background()
 	var held []*sql.Conn
 	for range 1 + maxOverflowConns {
@@ -301,6 +302,7 @@ func TestOverflowCeiling(t *testing.T) {
 	_, err := db.Conn(ctx)
 	require.ErrorIs(t, err, ErrPoolWaitTimeout)
 	require.EqualValues(t, maxOverflowConns, c.policy.registry.overflowDials.Load())
+	require.EqualValues(t, 1, sumValue(t, h.collect(t)["db.client.connection.timeouts"]), "counted as a checkout timeout")
 	for _, conn := range held {
 		require.NoError(t, conn.Close())
 	}

@@ -388,7 +388,7 @@ func (t *telemetry) checkoutEnd(ctx context.Context, start time.Time, err error)
 		t.waitTime.Inst().Record(ctx, time.Since(start).Seconds(), t.poolOpt)
 		return
 	}
-	if errors.Is(err, context.DeadlineExceeded) {
+	if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, ErrPoolWaitTimeout) {
 		t.timeouts.Inst().Add(ctx, 1, t.poolOpt)
 	}
 }
