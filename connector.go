@@ -229,7 +229,12 @@ func (c *Connector) connectBounded(ctx context.Context) (driver.Conn, error) {
 		if reserved {
 			c.policy.overflowDialed(false)
 		}
-		return conn, err
+		if err != nil {
+			// The caller's context ended, perhaps as the timer cancelled the
+			// wait: report the caller's reason, not the timer's.
+			return nil, ctx.Err()
+		}
+		return conn, nil
 	}
 	switch context.Cause(actx) {
 	case errServeOverflow:

@@ -453,7 +453,8 @@ func (p *poolPolicy) stdlibOptions() []stdlib.OptionOpenDB {
 			// in order; database/sql retries the reusing caller transparently
 			// and it queues like everyone else. No ping is spent on it. Under
 			// Open, database/sql queues callers at the cap itself and this
-			// never triggers.
+			// never triggers. An overflow connection (overflow.go) is not
+			// handed back: it is not pgxpool's, and shouldPing retires it.
 			if p.contended != nil && p.contended() {
 				if s := stateOf(sp.Conn); s != nil && s.flags.Load()&flagOverflow == 0 {
 					s.flags.Or(flagHandBack)
