@@ -5,10 +5,16 @@ package rdsproxy
 import (
 	"context"
 	"database/sql/driver"
+	"errors"
+	"fmt"
 	"io"
+	"log/slog"
+	"net"
+	"sync"
 	"sync/atomic"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/jackc/pgx/v5/stdlib"
 )
@@ -34,10 +40,15 @@ type Connector struct {
 	policy *poolPolicy
 	// waiting counts callers inside Connect, for the fairness rule in pool.go.
 	waiting atomic.Int64
-	iam     *iamState   // nil unless iam=true
-	pins    *pinChecker // nil unless pin_check=warn
-	tel     *telemetry  // OpenTelemetry instruments (telemetry.go)
-	closed  atomic.Bool
+	// overflow dials a connection outside the pool for a caller stuck at the
+	// cap (overflow.go). nil under Open, where database/sql queues callers.
+	overflow     driver.Connector
+	maxWait      time.Duration // maxWaitAtCap; tests shorten it
+	warnOverflow sync.Once
+	iam          *iamState   // nil unless iam=true
+	pins         *pinChecker // nil unless pin_check=warn
+	tel          *telemetry  // OpenTelemetry instruments (telemetry.go)
+	closed       atomic.Bool
 
 	// out tracks connections handed to database/sql until pgxpool gets them
 	// back, so Close can close leaked ones (checkouts.go).
@@ -61,8 +72,10 @@ var (
 // Use it with sql.OpenDB. When the cap was not set explicitly, a connector
 // used this way (or through plain sql.Open) caps at no fewer than 3
 // connections: database/sql keeps up to 2 idle connections the driver cannot
-// reclaim, and a lower cap could leave a caller waiting forever. [Open] sets
-// database/sql's own limits and uses the configured cap as is.
+// reclaim, and with a lower cap a caller stranded behind them is served only
+// by a connection opened past the cap. A wait at the cap is bounded (see
+// [ErrPoolWaitTimeout]). [Open] sets database/sql's own limits and uses the
+// configured cap as is.
 func NewConnector(dsn string, opts ...Option) (*Connector, error) {
 	cfg, err := ParseConfig(dsn)
 	if err != nil {
@@ -129,11 +142,39 @@ func newConnector(cfg *Config, opts []Option, knobsSetByOpen bool) (*Connector, 
 	c.pool = pool
 	c.tel.observePool(pool)
 	c.std = c.out.track(stdlib.GetPoolConnector(pool, c.policy.stdlibOptions()...))
+	if !knobsSetByOpen {
+		c.overflow = c.overflowConnector(pc)
+		c.maxWait = maxWaitAtCap
+	}
 	return c, nil
 }
 
+// overflowConnector dials single connections with the pool's hooks (token,
+// telemetry, tracer, pool policy) and no pool: closing one closes it.
+func (c *Connector) overflowConnector(pc *pgxpool.Config) driver.Connector {
+	cc := pc.ConnConfig.Copy()
+	dial := cc.DialFunc
+	if dial == nil {
+		dial = (&net.Dialer{}).DialContext
+	}
+	cc.DialFunc = c.policy.overflowDial(dial)
+	opts := append([]stdlib.OptionOpenDB{
+		stdlib.OptionAfterConnect(func(_ context.Context, conn *pgx.Conn) error {
+			c.policy.afterConnect(conn)
+			return nil
+		}),
+	}, c.policy.stdlibOptions()...)
+	if pc.BeforeConnect != nil {
+		opts = append(opts, stdlib.OptionBeforeConnect(pc.BeforeConnect))
+	}
+	return stdlib.GetConnector(*cc, opts...)
+}
+
 // Connect hands database/sql a connection from the pool, dialing a new one if
-// none is idle and the cap allows; at the cap it waits under ctx.
+// none is idle and the cap allows; at the cap it waits under ctx. Under plain
+// sql.Open or sql.OpenDB the wait is bounded and a caller stranded behind
+// connections database/sql keeps idle is served by an overflow connection
+// (overflow.go).
 func (c *Connector) Connect(ctx context.Context) (driver.Conn, error) {
 	if c.closed.Load() {
 		return nil, ErrClosed
@@ -141,13 +182,13 @@ func (c *Connector) Connect(ctx context.Context) (driver.Conn, error) {
 	var conn driver.Conn
 	var err error
 	start := c.tel.checkoutStart(ctx)
-	c.waiting.Add(1)
-	if c.iam != nil {
-		conn, err = c.connectIAM(ctx)
+	if c.overflow == nil {
+		c.waiting.Add(1)
+		conn, err = c.checkout(ctx, c.std)
+		c.waiting.Add(-1)
 	} else {
-		conn, err = c.std.Connect(ctx)
+		conn, err = c.connectBounded(ctx)
 	}
-	c.waiting.Add(-1)
 	c.tel.checkoutEnd(ctx, start, err)
 	if err != nil {
 		if c.closed.Load() {
@@ -156,6 +197,125 @@ func (c *Connector) Connect(ctx context.Context) (driver.Conn, error) {
 		return nil, classifyError(err) // the proxy's borrow timeout matches ErrBorrowTimeout
 	}
 	return conn, nil
+}
+
+// checkout takes a connection through std: the pool, or an overflow dial.
+func (c *Connector) checkout(ctx context.Context, std driver.Connector) (driver.Conn, error) {
+	if c.iam != nil {
+		return c.connectIAM(ctx, std)
+	}
+	return std.Connect(ctx)
+}
+
+// Why a bounded wait at the cap stopped; cancellation causes, never returned.
+var (
+	errServeOverflow = errors.New("rdsproxy: serve from an overflow connection")
+	errWaitedAtCap   = errors.New("rdsproxy: waited the longest allowed at the cap")
+)
+
+// connectBounded is Connect under plain sql.Open: it waits in the pool like
+// Connect under Open, but at most c.maxWait, and a caller stranded at the
+// cap (see overflow.go) gets an overflow connection.
+func (c *Connector) connectBounded(ctx context.Context) (driver.Conn, error) {
+	w := &capWait{c: c, start: time.Now()}
+	actx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	w.cancel = cancel
+	w.mu.Lock()
+	w.timer = time.AfterFunc(overflowAfter, w.check)
+	w.mu.Unlock()
+
+	c.waiting.Add(1)
+	conn, err := c.checkout(actx, c.std)
+	c.waiting.Add(-1)
+
+	w.mu.Lock()
+	w.done = true
+	w.timer.Stop()
+	reserved := w.reserved
+	w.mu.Unlock()
+	if err == nil || ctx.Err() != nil {
+		if reserved {
+			c.policy.overflowDialed(false)
+		}
+		if err != nil {
+			// The caller's context ended, perhaps as the timer cancelled the
+			// wait: report the caller's reason, not the timer's.
+			return nil, ctx.Err()
+		}
+		return conn, nil
+	}
+	switch context.Cause(actx) {
+	case errServeOverflow:
+		return c.dialOverflow(ctx, w.start)
+	case errWaitedAtCap:
+		return nil, fmt.Errorf("%w (waited %s; pool_max_conns=%d, %d connections at work, %d open past the cap)",
+			ErrPoolWaitTimeout, time.Since(w.start).Round(time.Millisecond), c.cfg.MaxConns,
+			c.policy.atWork(), c.policy.registry.overflowOpen.Load())
+	case ErrClosed:
+		return nil, ErrClosed
+	}
+	return nil, err
+}
+
+// dialOverflow opens an overflow connection for a caller whose reservation
+// was granted, under ctx but no later than c.maxWait after start.
+func (c *Connector) dialOverflow(ctx context.Context, start time.Time) (driver.Conn, error) {
+	// A context of its own (unique, as the telemetry's dial record needs).
+	dctx, cancel := context.WithDeadline(ctx, start.Add(c.maxWait))
+	defer cancel()
+	conn, err := c.checkout(dctx, c.overflow)
+	c.policy.overflowDialed(err == nil)
+	if err != nil {
+		return nil, err
+	}
+	c.warnOverflow.Do(func() {
+		logger := c.cfg.Logger
+		if logger == nil {
+			logger = slog.Default()
+		}
+		logger.Warn("rdsproxy: a caller waited at the connection cap while connections sat idle in database/sql, "+
+			"out of the driver's reach; it was served by a connection opened past the cap. Under sql.Open the "+
+			"driver cannot reclaim database/sql's idle connections: open the database with rdsproxy.Open, or call "+
+			"db.SetMaxOpenConns with the cap", "pool_max_conns", c.cfg.MaxConns)
+	})
+	return conn, nil
+}
+
+// capWait is one bounded wait at the cap. Its timer looks, every
+// overflowAfter, whether the caller should stop waiting in the pool: to be
+// served by an overflow connection, or with ErrPoolWaitTimeout.
+type capWait struct {
+	c      *Connector
+	start  time.Time
+	cancel context.CancelCauseFunc
+
+	mu       sync.Mutex
+	timer    *time.Timer
+	done     bool // the wait in the pool returned
+	reserved bool // an overflow slot was reserved for this caller
+}
+
+func (w *capWait) check() {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.done {
+		return
+	}
+	c := w.c
+	switch {
+	case c.closed.Load():
+		w.cancel(ErrClosed)
+		return
+	case c.pool.Stat().AcquiredConns() >= c.cfg.MaxConns && c.policy.reserveOverflow(c.cfg.MaxConns):
+		w.reserved = true
+		w.cancel(errServeOverflow)
+		return
+	case time.Since(w.start) >= c.maxWait:
+		w.cancel(errWaitedAtCap)
+		return
+	}
+	w.timer.Reset(overflowAfter)
 }
 
 // contended reports whether a caller waits in Connect while every connection

@@ -30,7 +30,11 @@ and the accepted values, never the password. An [Option] such as
 
 sql.Open("rdsproxy", dsn) works too, and [NewConnector] returns a [Connector]
 for sql.OpenDB; there, set database/sql's limits yourself, as the
-NewConnector example does. database/sql gets pgx's own *stdlib.Conn,
+NewConnector example does. Without db.SetMaxOpenConns, database/sql keeps
+idle connections the driver cannot reclaim: a caller left waiting at the cap
+behind them is served by an overflow connection (at most 2, each retired at
+its first reuse, the first logged as a warning), and any wait at the cap ends
+after 30 seconds with [ErrPoolWaitTimeout]. database/sql gets pgx's own *stdlib.Conn,
 unwrapped: (*sql.Conn).Raw yields *stdlib.Conn, so CopyFrom, notifications
 and every optional driver interface keep working.
 

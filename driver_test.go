@@ -139,7 +139,9 @@ func preparedStatementsOnServers(t *testing.T, bouncerURL string) int {
 }
 
 // TestConnectionCapUnderPlainSQLOpen: 100 concurrent pg_sleep queries through
-// plain sql.Open never open more server connections than the cap.
+// plain sql.Open never open more server connections than the cap plus the 2
+// that database/sql may keep idle out of the connector's reach (a caller
+// stranded behind those is served by an overflow connection).
 func TestConnectionCapUnderPlainSQLOpen(t *testing.T) {
 	dsn := testdb.Require(t)
 	admin := testdb.Admin(t)
@@ -187,8 +189,8 @@ func TestConnectionCapUnderPlainSQLOpen(t *testing.T) {
 	close(stop)
 	sampler.Wait()
 	require.Zero(t, errs.Load())
-	require.LessOrEqual(t, peak.Load(), int64(maxConns), "server connections exceeded the cap")
-	require.Equal(t, int64(maxConns), peak.Load(), "the workload should have reached the cap (else the test proves nothing)")
+	require.LessOrEqual(t, peak.Load(), int64(maxConns+2), "server connections exceeded the cap and database/sql's idle ones")
+	require.GreaterOrEqual(t, peak.Load(), int64(maxConns), "the workload should have reached the cap (else the test proves nothing)")
 }
 
 // TestTerminatedBackendsAreReplaced kills every pooled connection's backend;

@@ -27,6 +27,16 @@ var (
 
 	// ErrClosed is returned by Connect after the connector was closed.
 	ErrClosed = errors.New("rdsproxy: connector is closed")
+
+	// ErrPoolWaitTimeout is returned under plain sql.Open or sql.OpenDB (no
+	// db.SetMaxOpenConns) to a caller that waited 30 seconds for a
+	// connection at the cap and could not be served, whatever its context.
+	// database/sql does not queue callers there; [Open], or
+	// db.SetMaxOpenConns with the cap, makes it queue them under their own
+	// contexts.
+	ErrPoolWaitTimeout = errors.New("rdsproxy: timed out waiting for a connection at the cap under plain sql.Open, " +
+		"where database/sql does not queue callers itself: open the database with rdsproxy.Open, or call " +
+		"db.SetMaxOpenConns with pool_max_conns, so that callers wait under their own contexts")
 )
 
 // ConfigError describes one bad DSN key or option. It names the key, repeats the

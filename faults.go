@@ -65,7 +65,7 @@ func classifyError(err error) error {
 //
 // It is false, meaning "not committed", when the statement never reached the
 // server ([driver.ErrBadConn], errors pgx marks safe to retry, a closed
-// transaction or connector, a borrow timeout), when the server answered the
+// transaction or connector, a borrow timeout, [ErrPoolWaitTimeout]), when the server answered the
 // COMMIT with an ERROR (serialization failure, deferred constraint) or with
 // ROLLBACK ([pgx.ErrTxCommitRollback]). It is true when the session ended
 // while the COMMIT was in flight: a FATAL from the server
@@ -83,7 +83,7 @@ func IsAmbiguousCommit(err error) bool {
 	if errors.Is(err, driver.ErrBadConn) || pgconn.SafeToRetry(err) ||
 		errors.Is(err, pgx.ErrTxCommitRollback) || errors.Is(err, pgx.ErrTxClosed) ||
 		errors.Is(err, sql.ErrTxDone) || errors.Is(err, sql.ErrConnDone) ||
-		errors.Is(err, ErrClosed) || IsBorrowTimeout(err) {
+		errors.Is(err, ErrClosed) || errors.Is(err, ErrPoolWaitTimeout) || IsBorrowTimeout(err) {
 		return false
 	}
 	var pgErr *pgconn.PgError

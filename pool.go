@@ -36,8 +36,9 @@ const (
 	// connector sits under a *sql.DB whose knobs rdsproxy did not set (plain
 	// sql.Open or sql.OpenDB). database/sql keeps up to 2 idle connections of
 	// its own (defaultMaxIdleConns) and a driver cannot take them back; with a
-	// cap of 2 or less, a third concurrent caller would wait for a connection
-	// that is idle in database/sql forever. Open sets the knobs and avoids this.
+	// cap of 2 or less, a caller can be left waiting for a connection that is
+	// idle in database/sql, and is then served only by a connection opened
+	// past the cap (overflow.go). Open sets the knobs and avoids both.
 	minConnsUnderDatabaseSQLDefaults = 3
 
 	// DefaultMaxConnLifetime retires connections after 30 minutes (plus
@@ -108,7 +109,8 @@ const (
 	retireLifetime
 	retireIdle
 	retireBroken
-	retireSibling // open before a sibling died at the server's hand (poolPolicy.deaths)
+	retireSibling  // open before a sibling died at the server's hand (poolPolicy.deaths)
+	retireOverflow // an overflow connection opened past the cap (overflow.go), at its first reuse
 )
 
 func (r retireReason) String() string {
@@ -121,6 +123,8 @@ func (r retireReason) String() string {
 		return "broken"
 	case retireSibling:
 		return "sibling"
+	case retireOverflow:
+		return "overflow"
 	}
 	return ""
 }
@@ -140,9 +144,16 @@ type connState struct {
 	deathsSeen atomic.Uint64 // poolPolicy.deaths when this connection was opened
 	opName     atomic.Uint32 // its index in opNames
 	retire     atomic.Uint32 // a retireReason, set (once) when the connection must go
-	handBack   atomic.Bool   // give this connection to a waiting caller instead of reusing it (fairness)
-	dead       atomic.Bool   // its death was counted in poolPolicy.deaths (once per connection)
+	flags      atomic.Uint32 // flagHandBack, flagDead, flagOverflow
+	active     atomic.Bool   // running a statement or inside a transaction (overflow.go)
 }
+
+// connState.flags bits.
+const (
+	flagHandBack uint32 = 1 << iota // give this connection to a waiting caller instead of reusing it (fairness)
+	flagDead                        // its death was counted in poolPolicy.deaths (once per connection)
+	flagOverflow                    // opened past the cap for a stuck caller (overflow.go); retired at its first reuse
+)
 
 const customDataKey = "rdsproxy.conn"
 
@@ -212,6 +223,9 @@ type poolPolicy struct {
 	// contended reports whether a caller is waiting in the connector for a
 	// connection at the cap. nil means never (tests).
 	contended func() bool
+
+	// registry knows the open connections and the overflow ones (overflow.go).
+	registry connRegistry
 }
 
 // clock reads the policy's clock.
@@ -236,6 +250,7 @@ func (p *poolPolicy) afterConnect(conn *pgx.Conn) {
 	s.prober = conncheck.NewProber(conn.PgConn().Conn())
 	s.deathsSeen.Store(p.deaths.Load()) // a new connection is verified by its own handshake
 	conn.PgConn().CustomData()[customDataKey] = s
+	p.track(conn, s)
 }
 
 // expired reports why conn must be retired now, or notRetired.
@@ -253,6 +268,8 @@ func (p *poolPolicy) expiredAt(s *connState, now instant) retireReason {
 		return r
 	}
 	switch {
+	case s.flags.Load()&flagOverflow != 0:
+		return retireOverflow
 	case s.deathsSeen.Load() != p.deaths.Load():
 		return retireSibling
 	case now.mono > s.deadline:
@@ -308,7 +325,7 @@ func (p *poolPolicy) shouldPing(conn *pgx.Conn, idle time.Duration) bool {
 // again, with pgconn.ErrConnClosed, and must not retire the connections
 // dialled in between.
 func (p *poolPolicy) noteDeath(s *connState) {
-	if s != nil && !s.dead.CompareAndSwap(false, true) {
+	if s != nil && s.flags.Or(flagDead)&flagDead != 0 {
 		return
 	}
 	d := p.deaths.Add(1)
@@ -349,6 +366,9 @@ func isDeath(ctx context.Context, err error) bool {
 // server heard from, which restarts both clocks.
 func (p *poolPolicy) statementEnded(ctx context.Context, s *connState, conn *pgx.Conn, err error) {
 	if err != nil && conn.IsClosed() {
+		if s != nil {
+			s.active.Store(false)
+		}
 		if isDeath(ctx, err) {
 			p.noteDeath(s)
 		}
@@ -358,6 +378,15 @@ func (p *poolPolicy) statementEnded(ctx context.Context, s *connState, conn *pgx
 		now := p.clock()
 		s.lastUsed.Store(now.wall)
 		s.lastAnswer.Store(now.mono)
+		s.active.Store(conn.PgConn().TxStatus() != 'I') // a transaction keeps its connection at work
+	}
+}
+
+// statementStarted is called before every statement (and batch) on a
+// connection with state s (nil if it has none).
+func (p *poolPolicy) statementStarted(s *connState) {
+	if s != nil {
+		s.active.Store(true)
 	}
 }
 
@@ -368,7 +397,7 @@ func (p *poolPolicy) resetSession(_ context.Context, conn *pgx.Conn) error {
 		if retireReason(s.retire.Load()) != notRetired {
 			return errRetire
 		}
-		if s.handBack.Load() && s.handBack.Swap(false) {
+		if s.flags.Load()&flagHandBack != 0 && s.flags.And(^flagHandBack)&flagHandBack != 0 {
 			return errHandBack
 		}
 	}
@@ -398,6 +427,11 @@ func (p *poolPolicy) configurePool(pc *pgxpool.Config, maxConns int32, healthChe
 		}
 		return true, nil // ShouldPing, which pgxpool calls first, recorded the checkout
 	}
+	pc.BeforeClose = func(conn *pgx.Conn) {
+		if s := stateOf(conn); s != nil {
+			p.untrack(s)
+		}
+	}
 	pc.AfterRelease = func(conn *pgx.Conn) bool {
 		if reason := p.expired(conn); reason != notRetired {
 			p.markRetired(conn, reason)
@@ -419,10 +453,11 @@ func (p *poolPolicy) stdlibOptions() []stdlib.OptionOpenDB {
 			// in order; database/sql retries the reusing caller transparently
 			// and it queues like everyone else. No ping is spent on it. Under
 			// Open, database/sql queues callers at the cap itself and this
-			// never triggers.
+			// never triggers. An overflow connection (overflow.go) is not
+			// handed back: it is not pgxpool's, and shouldPing retires it.
 			if p.contended != nil && p.contended() {
-				if s := stateOf(sp.Conn); s != nil {
-					s.handBack.Store(true)
+				if s := stateOf(sp.Conn); s != nil && s.flags.Load()&flagOverflow == 0 {
+					s.flags.Or(flagHandBack)
 					return false
 				}
 			}

@@ -43,7 +43,7 @@ const (
 // is from a fixed set, except the fingerprint (literals replaced by ?), which
 // is opt-in.
 const (
-	attrRetireReason = attribute.Key("rdsproxy.retire.reason")     // lifetime|idle|broken|sibling
+	attrRetireReason = attribute.Key("rdsproxy.retire.reason")     // lifetime|idle|broken|sibling|overflow
 	attrPinReason    = attribute.Key("rdsproxy.pinning.reason")    // a PinReason
 	attrPinKind      = attribute.Key("rdsproxy.pinning.kind")      // query|batch|prepare
 	attrFingerprint  = attribute.Key("rdsproxy.query.fingerprint") // opt-in
@@ -99,9 +99,9 @@ type telemetry struct {
 	poolOpt     metric.MeasurementOption // pool name only
 	usedOpt     metric.MeasurementOption
 	idleOpt     metric.MeasurementOption
-	retireOpts  [4]metric.MeasurementOption // lifetime, idle, broken, sibling
+	retireOpts  [5]metric.MeasurementOption // lifetime, idle, broken, sibling, overflow
 	opOpts      [len(opNames)]metric.MeasurementOption
-	retireCount [4]atomic.Int64
+	retireCount [5]atomic.Int64
 
 	meter metric.Meter
 	pool  *pgxpool.Pool
@@ -180,7 +180,7 @@ func newTelemetry(cfg *Config) *telemetry {
 		metric.WithDescription("Statement executions that pin the RDS Proxy session, by reason (one per reason per execution)."))
 	report(err)
 	t.retired, err = m.Int64ObservableCounter(metricConnectionsRetired, metric.WithUnit("{connection}"),
-		metric.WithDescription("Physical connections retired by the pool, by reason (lifetime, idle, broken, sibling)."))
+		metric.WithDescription("Physical connections retired by the pool, by reason (lifetime, idle, broken, sibling, overflow)."))
 	report(err)
 	t.waitedAtCap, err = m.Int64Counter(metricCheckoutsWaitedAtCap, metric.WithUnit("{checkout}"),
 		metric.WithDescription("Checkouts that reached the connector with every connection busy at the cap and had to wait."))
@@ -190,7 +190,7 @@ func newTelemetry(cfg *Config) *telemetry {
 	t.poolOpt = metric.WithAttributeSet(attribute.NewSet(pool))
 	t.usedOpt = metric.WithAttributeSet(attribute.NewSet(pool, t.count.AttrClientConnectionState(dbconv.ClientConnectionStateUsed)))
 	t.idleOpt = metric.WithAttributeSet(attribute.NewSet(pool, t.count.AttrClientConnectionState(dbconv.ClientConnectionStateIdle)))
-	for i, r := range [...]retireReason{retireLifetime, retireIdle, retireBroken, retireSibling} {
+	for i, r := range [...]retireReason{retireLifetime, retireIdle, retireBroken, retireSibling, retireOverflow} {
 		t.retireOpts[i] = metric.WithAttributeSet(attribute.NewSet(pool, attrRetireReason.String(r.String())))
 	}
 	for i, name := range opNames {

@@ -55,6 +55,7 @@ func (t *telemetry) observe(_ context.Context, o metric.Observer) error {
 	o.ObserveInt64(t.retired, t.retireCount[1].Load()+st.MaxIdleDestroyCount(), t.retireOpts[1])
 	o.ObserveInt64(t.retired, t.retireCount[2].Load(), t.retireOpts[2])
 	o.ObserveInt64(t.retired, t.retireCount[3].Load(), t.retireOpts[3])
+	o.ObserveInt64(t.retired, t.retireCount[4].Load(), t.retireOpts[4])
 	return nil
 }
 
@@ -110,6 +111,8 @@ func (t *telemetry) onRetire(reason retireReason) {
 		t.retireCount[2].Add(1)
 	case retireSibling:
 		t.retireCount[3].Add(1)
+	case retireOverflow:
+		t.retireCount[4].Add(1)
 	}
 }
 
@@ -142,7 +145,7 @@ func (t *telemetry) checkoutEnd(ctx context.Context, start time.Time, err error)
 		t.waitTime.Inst().Record(ctx, time.Since(start).Seconds(), t.poolOpt)
 		return
 	}
-	if errors.Is(err, context.DeadlineExceeded) {
+	if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, ErrPoolWaitTimeout) {
 		t.timeouts.Inst().Add(ctx, 1, t.poolOpt)
 	}
 }

@@ -305,11 +305,12 @@ func installAuth(cfg *Config, pc *pgxpool.Config) (*iamState, error) {
 	return iam, nil
 }
 
-// connectIAM is Connect for iam=true: one retry with a fresh token when the
-// proxy rejects a cached one, and an actionable error when a fresh one fails.
-func (c *Connector) connectIAM(ctx context.Context) (driver.Conn, error) {
+// connectIAM is Connect for iam=true, through std (the pool, or an overflow
+// dial): one retry with a fresh token when the proxy rejects a cached one, and
+// an actionable error when a fresh one fails.
+func (c *Connector) connectIAM(ctx context.Context, std driver.Connector) (driver.Conn, error) {
 	rec := &dialRecord{}
-	conn, err := c.std.Connect(context.WithValue(ctx, dialRecordKey{}, rec))
+	conn, err := std.Connect(context.WithValue(ctx, dialRecordKey{}, rec))
 	if err == nil || !iamauth.IsAuthFailure(err) {
 		return conn, err
 	}
@@ -319,7 +320,7 @@ func (c *Connector) connectIAM(ctx context.Context) (driver.Conn, error) {
 		c.tel.iamAuthRetried(ctx)
 		c.iam.tokens.src.Invalidate(c.iam.key, signedAt)
 		rec = &dialRecord{}
-		conn, err = c.std.Connect(context.WithValue(ctx, dialRecordKey{}, rec))
+		conn, err = std.Connect(context.WithValue(ctx, dialRecordKey{}, rec))
 		if err == nil || !iamauth.IsAuthFailure(err) {
 			return conn, err
 		}

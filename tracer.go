@@ -53,6 +53,7 @@ func newTracer(c *Connector, user pgx.QueryTracer) pgx.QueryTracer {
 }
 
 func (t *tracer) TraceQueryStart(ctx context.Context, conn *pgx.Conn, data pgx.TraceQueryStartData) context.Context {
+	t.c.policy.statementStarted(stateOf(conn))
 	return t.c.tel.queryStart(ctx, conn, data.SQL, 0)
 }
 
@@ -66,6 +67,7 @@ func (t *tracer) TraceQueryEnd(ctx context.Context, conn *pgx.Conn, data pgx.Tra
 
 // TraceBatchStart and TraceBatchEnd time a batch as one operation (BATCH).
 func (t *tracer) TraceBatchStart(ctx context.Context, conn *pgx.Conn, _ pgx.TraceBatchStartData) context.Context {
+	t.c.policy.statementStarted(stateOf(conn))
 	return t.c.tel.queryStart(ctx, conn, "", opBatch)
 }
 
