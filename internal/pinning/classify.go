@@ -548,12 +548,13 @@ var notCallAfter = [...]string{
 // queryTextFuncs are the PostgreSQL 15 core functions that run SQL handed to
 // them as text, with the (0-based) position of the query argument and the
 // number of arguments of the overload that takes one (0: any).
+// query_to_xmlschema is not one: it only prepares the query to describe its
+// result and never runs it.
 var queryTextFuncs = [...]struct {
 	name         string
 	arg, maxArgs int
 }{
 	{"query_to_xml", 0, 0},
-	{"query_to_xmlschema", 0, 0},
 	{"query_to_xml_and_xmlschema", 0, 0},
 	{"ts_stat", 0, 0},
 	// ts_rewrite(tsquery, text); ts_rewrite(tsquery, tsquery, tsquery)

@@ -35,7 +35,7 @@ var evasionCases = []struct {
 	{"UPDATE ONLY pg_settings AS s SET setting = 'on' WHERE s.name = 'enable_seqscan'", []Reason{ReasonSessionSetting}},
 	{"WITH u AS (UPDATE pg_settings SET setting = '1' WHERE name = 'x' RETURNING 1) SELECT 1", []Reason{ReasonSessionSetting}},
 	{"EXPLAIN UPDATE pg_settings SET setting = '1' WHERE name = 'work_mem'", []Reason{ReasonSessionSetting}},
-	{`UPDATE U&"pg\005Fsettings" SET setting = '1' WHERE name = 'work_mem'`, []Reason{ReasonSessionSetting}},
+	{`UPDATE U&"pg\005Fsettings" SET setting = '1MB' WHERE name = 'work_mem'`, []Reason{ReasonSessionSetting}},
 	{"SELECT * FROM pg_settings FOR UPDATE OF pg_settings", nil},
 	{`UPDATE "PG_SETTINGS" SET setting = '1'`, nil},
 	{"UPDATE pg_settings_copy SET setting = '1'", nil},
@@ -51,15 +51,15 @@ var evasionCases = []struct {
 	{`SELECT U&"\+00006Eextval"('order_seq')`, []Reason{ReasonSequence}},
 	{`CREATE TABLE U&"pg\005Ftemp".ue_t (i int)`, []Reason{ReasonTempObject}},
 	{`SELECT U&"nextval"('order_seq')`, []Reason{ReasonSequence}},
-	{`SELECT U&"\\nextval"('order_seq')`, nil},             // a literal backslash: "\nextval"
-	{`SELECT U&"!!nextval" UESCAPE '!'('order_seq')`, nil}, // "!nextval"
-	{`SELECT U&"\006Eextval" FROM t`, nil},                 // a column, not a call
-	{`SELECT U&"\0073et_config" FROM t; LISTEN x`, []Reason{ReasonListen}},
+	{`SELECT U&"\\nextval"('order_seq')`, nil},                           // a literal backslash: "\nextval"
+	{`SELECT U&"!!nextval" UESCAPE '!'('order_seq')`, nil},               // "!nextval"
+	{`SELECT U&"\006Eextval" FROM t`, nil},                               // a column, not a call
+	{`SELECT 1 AS U&"\0073et_config"; LISTEN x`, []Reason{ReasonListen}}, // a label, not a call
 
 	// Objects created in the session's temporary schema.
 	{"CREATE FUNCTION pg_temp.f() RETURNS int LANGUAGE sql AS 'SELECT 1'", []Reason{ReasonTempObject}},
 	{"create or replace procedure PG_TEMP.p() language sql begin atomic select 1; end", []Reason{ReasonTempObject}},
-	{"CREATE FUNCTION pg_temp.f() RETURNS bigint LANGUAGE sql BEGIN ATOMIC SELECT nextval('s'); END", []Reason{ReasonTempObject}},
+	{"CREATE FUNCTION pg_temp.f2() RETURNS bigint LANGUAGE sql BEGIN ATOMIC SELECT nextval('order_seq'); END", []Reason{ReasonTempObject}},
 	{"CREATE TYPE pg_temp.ty AS (a int)", []Reason{ReasonTempObject}},
 	{"CREATE TYPE pg_temp.en AS ENUM ('a', 'b')", []Reason{ReasonTempObject}},
 	{"CREATE TYPE pg_temp.rg AS RANGE (subtype = int4)", []Reason{ReasonTempObject}},
@@ -73,8 +73,8 @@ var evasionCases = []struct {
 	{"CREATE DEFAULT CONVERSION pg_temp.cv FOR 'LATIN1' TO 'UTF8' FROM iso8859_1_to_utf8", []Reason{ReasonTempObject}},
 	{"CREATE OPERATOR FAMILY pg_temp.of USING btree", []Reason{ReasonTempObject}},
 	{"CREATE OPERATOR CLASS pg_temp.oc FOR TYPE int USING btree AS OPERATOR 1 <", []Reason{ReasonTempObject}},
-	{"CREATE STATISTICS IF NOT EXISTS pg_temp.st ON a, b FROM t", []Reason{ReasonTempObject}},
-	{"CREATE FOREIGN TABLE pg_temp.ft (i int) SERVER s", []Reason{ReasonTempObject}},
+	{"CREATE STATISTICS IF NOT EXISTS pg_temp.st ON n, id FROM t", []Reason{ReasonTempObject}},
+	{"CREATE FOREIGN TABLE pg_temp.ft (i int) SERVER oracle_srv", []Reason{ReasonTempObject}},
 	{"CREATE TABLE pg_temp_3.x (i int)", []Reason{ReasonTempObject}},
 	{"CREATE FUNCTION pg_temp_12.f() RETURNS int LANGUAGE sql AS 'SELECT 1'", []Reason{ReasonTempObject}},
 	{"CREATE TABLE pg_temp_x.y (i int)", nil},
@@ -86,19 +86,20 @@ var evasionCases = []struct {
 	{"CREATE INDEX ON pg_temp.t (i)", nil},                   // in the temp table's schema: the table already pinned
 
 	// begin, end and case as names inside routine definitions.
-	{"CREATE FUNCTION f(begin int) RETURNS int LANGUAGE sql AS 'SELECT 1'; SET work_mem = '8MB'", []Reason{ReasonSessionSetting}},
+	{"CREATE FUNCTION fb1(begin int) RETURNS int LANGUAGE sql AS 'SELECT 1'; SET work_mem = '8MB'", []Reason{ReasonSessionSetting}},
 	{"CREATE FUNCTION begin() RETURNS int LANGUAGE sql AS 'SELECT 1'; LISTEN x", []Reason{ReasonListen}},
-	{"CREATE FUNCTION f() RETURNS TABLE (begin int, atomic int) LANGUAGE sql AS 'SELECT 1, 2'; DISCARD ALL", []Reason{ReasonDiscard}},
-	{"CREATE FUNCTION f(begin int) RETURNS int LANGUAGE sql BEGIN ATOMIC SELECT begin; END; LISTEN x", []Reason{ReasonListen}},
+	{"CREATE FUNCTION fb2() RETURNS TABLE (begin int, atomic int) LANGUAGE sql AS 'SELECT 1, 2'; SELECT pg_advisory_lock(3)", []Reason{ReasonAdvisoryLock}},
+	{"CREATE FUNCTION fb3(begin int) RETURNS int LANGUAGE sql BEGIN ATOMIC SELECT begin; END; LISTEN x", []Reason{ReasonListen}},
 	{"CREATE FUNCTION f() RETURNS int LANGUAGE sql BEGIN ATOMIC SELECT CASE WHEN true THEN 1 ELSE 2 END; SET x.y = 1; END; SELECT 1", nil},
-	{"CREATE FUNCTION f() RETURNS int LANGUAGE sql BEGIN ATOMIC SELECT 1 AS end; SELECT 2 AS case; END; LISTEN x", []Reason{ReasonListen}},
-	{"CREATE FUNCTION f() RETURNS int LANGUAGE sql BEGIN ATOMIC SELECT (CASE WHEN true THEN 1 END); END; LISTEN x", []Reason{ReasonListen}},
-	{"CREATE PROCEDURE p() LANGUAGE sql BEGIN ATOMIC END; SET x.y = 1", []Reason{ReasonSessionSetting}},
+	{"CREATE FUNCTION fb4() RETURNS int LANGUAGE sql BEGIN ATOMIC SELECT 1 AS end; SELECT 2 AS case; END; LISTEN x", []Reason{ReasonListen}},
+	{"CREATE FUNCTION fb5() RETURNS int LANGUAGE sql BEGIN ATOMIC SELECT (CASE WHEN true THEN 1 END); END; LISTEN x", []Reason{ReasonListen}},
+	{"CREATE PROCEDURE pb6() LANGUAGE sql BEGIN ATOMIC END; SET x.y = 1", []Reason{ReasonSessionSetting}},
 	{"CREATE TABLE begin (end_ int); SET x.y = 1", []Reason{ReasonSessionSetting}},
 
 	// Functions that run SQL handed to them as text.
 	{"SELECT query_to_xml('SELECT set_config(''work_mem'', ''8MB'', false)', true, true, '')", []Reason{ReasonSessionSetting}},
-	{"SELECT query_to_xmlschema($$SELECT pg_advisory_lock(1)$$, true, true, '')", []Reason{ReasonAdvisoryLock}},
+	{"SELECT query_to_xml($$SELECT pg_advisory_lock(1)$$, true, true, '')", []Reason{ReasonAdvisoryLock}},
+	{"SELECT query_to_xmlschema($$SELECT pg_advisory_lock(1)$$, true, true, '')", nil}, // describes the query, never runs it
 	{"SELECT pg_catalog.query_to_xml_and_xmlschema(E'SELECT nextval(\\'order_seq\\')', false, false, '')", []Reason{ReasonSequence}},
 	{"SELECT query_to_xml('SELECT nextval(''order_seq'')'::text, true, true, '')", []Reason{ReasonSequence}},
 	{"SELECT query_to_xml(('SELECT nextval(''order_seq'')'), true, true, '')", []Reason{ReasonSequence}},

@@ -331,7 +331,7 @@ var prefilterWords = [...]string{
 	"pg_try_advisory_lock_shared", "pg_advisory_unlock", "pg_advisory_unlock_shared",
 	"pg_advisory_unlock_all",
 	// Functions that run SQL handed to them as text.
-	"query_to_xml", "query_to_xmlschema", "query_to_xml_and_xmlschema", "ts_stat", "ts_rewrite",
+	"query_to_xml", "query_to_xml_and_xmlschema", "ts_stat", "ts_rewrite",
 }
 
 // prefilterLongest is the length of the longest prefilter word.
