@@ -700,5 +700,15 @@ func isCallContext(src string, toks []token, j int) bool {
 	}
 	// CREATE INDEX ON setval (c), CREATE TRIGGER ... ON nextval (...): in
 	// DDL, ON names a table. Elsewhere (JOIN ... ON f(x)) it is a call.
-	return !(p.is(src, "on") && toks[0].is(src, "create"))
+	if p.is(src, "on") && toks[0].is(src, "create") {
+		return false
+	}
+	// WITH a AS (...), nextval (x) AS [NOT] [MATERIALIZED] (...): a CTE
+	// with a column list, not a call.
+	after := skipParens(src, toks, j+1)
+	if at(toks, after).is(src, "as") {
+		n := at(toks, after+1)
+		return !(n.punct(src, '(') || n.is(src, "materialized") || n.is(src, "not"))
+	}
+	return true
 }

@@ -108,7 +108,10 @@ var evasionCases = []struct {
 	{"SELECT ts_rewrite('a'::tsquery, 'SELECT ''a''::tsquery, to_tsquery(set_config(''a.b'', ''c'', false))')", []Reason{ReasonSessionSetting}},
 	{"SELECT query_to_xml('SELECT query_to_xml(''SELECT pg_advisory_lock(2)'', true, true, '''')', true, true, '')", []Reason{ReasonAdvisoryLock}},
 	{`SELECT query_to_xml(U&'SELECT \006Eextval(''order_seq'')', true, true, '')`, []Reason{ReasonSequence}},
+	{`SELECT query_to_xml(E'SELECT \'\uD83D\uDE00\', nextval(\'order_seq\')', true, true, '')`, []Reason{ReasonSequence}},
 	{"SELECT query_to_xml('SELECT 1', true, true, '')", nil},
+	{"WITH a AS (SELECT 1), nextval(x) AS (SELECT 2) SELECT * FROM a, nextval", nil}, // a CTE with a column list
+	{"WITH a AS (SELECT 1), setval(x) AS MATERIALIZED (SELECT 2) SELECT * FROM setval", nil},
 	{"SELECT query_to_xml('SELECT ''set_config(1)''', true, true, '')", nil},
 	{"SELECT ts_rewrite('a'::tsquery, 'a'::tsquery, 'set'::tsquery)", nil},  // three tsquery arguments: no query text
 	{"SELECT query_to_xml($1, true, true, '')", nil},                        // a parameter: POLICY.md exemption

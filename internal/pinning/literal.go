@@ -221,6 +221,7 @@ func quotedSegments(s string) (string, bool) {
 // other c; doubled quotes; continuation segments stay in escape mode.
 func escapeStringValue(s string) (string, bool) {
 	var b strings.Builder
+	var pairFirst rune // a pending UTF-16 high surrogate from \u
 	i := 0
 	for {
 		if i >= len(s) || s[i] != '\'' {
@@ -241,6 +242,9 @@ func escapeStringValue(s string) (string, bool) {
 				i++
 				break
 			}
+			if pairFirst != 0 && (c != '\\' || i+1 >= len(s) || s[i+1] != 'u' && s[i+1] != 'U') {
+				return "", false // a high surrogate must be followed by a low one
+			}
 			if c != '\\' {
 				b.WriteByte(c)
 				i++
@@ -249,7 +253,7 @@ func escapeStringValue(s string) (string, bool) {
 			if i+1 >= len(s) {
 				return "", false
 			}
-			n, ok := escapeSequence(&b, s, i+1)
+			n, ok := escapeSequence(&b, s, i+1, &pairFirst)
 			if !ok {
 				return "", false
 			}
@@ -262,13 +266,17 @@ func escapeStringValue(s string) (string, bool) {
 			return "", false
 		}
 	}
+	if pairFirst != 0 {
+		return "", false
+	}
 	v := b.String()
 	return v, utf8.ValidString(v)
 }
 
 // escapeSequence writes the value of the backslash escape whose first byte
-// after the backslash is s[i], returning the index after it.
-func escapeSequence(b *strings.Builder, s string, i int) (int, bool) {
+// after the backslash is s[i], returning the index after it. A \u or \U
+// high surrogate is held in *pairFirst until the low one follows.
+func escapeSequence(b *strings.Builder, s string, i int, pairFirst *rune) (int, bool) {
 	c := s[i]
 	switch c {
 	case 'b':
@@ -308,10 +316,18 @@ func escapeSequence(b *strings.Builder, s string, i int) (int, bool) {
 		if !ok {
 			return 0, false
 		}
-		if r == 0 || r > maxUnicodeCodePoint || r >= 0xD800 && r <= 0xDFFF {
-			// Surrogate pairs in E'' strings are rare enough to treat as
-			// undecodable; the statement still gets the outer analysis.
+		isFirst, isSecond := r >= 0xD800 && r <= 0xDBFF, r >= 0xDC00 && r <= 0xDFFF
+		switch {
+		case r == 0 || r > maxUnicodeCodePoint:
 			return 0, false
+		case *pairFirst != 0 && !isSecond, *pairFirst == 0 && isSecond:
+			return 0, false
+		case *pairFirst != 0:
+			r = (*pairFirst-0xD800)<<10 + (r - 0xDC00) + 0x10000
+			*pairFirst = 0
+		case isFirst:
+			*pairFirst = r
+			return i + 1 + n, true
 		}
 		b.WriteRune(r)
 		return i + 1 + n, true
