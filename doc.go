@@ -154,8 +154,10 @@ check is a map lookup on the hot path. Parameter values are never read.
 The analyzer uses pg_query_go (the PostgreSQL 17 parser) behind a pure-Go
 lexical prefilter, so ordinary statements never reach the parser. Built with
 CGO_ENABLED=0 (common for Lambda), the lexical classifier decides alone; both
-paths pass the same corpus and are fuzzed against each other, with no known
-difference in verdicts. If the parser rejects a statement, [AnalyzePinning]
+paths pass the same corpus and are compared on generated and fuzzed
+statements. Their verdicts differ only in the cases internal/pinning/POLICY.md
+lists (such as FROM t nextval(a), a column alias list the lexical classifier
+takes for a call). If the parser rejects a statement, [AnalyzePinning]
 returns the lexical verdict and an error.
 
 # IAM authentication

@@ -260,6 +260,10 @@ func TestDifferential(t *testing.T) {
 			for gap := range g.gaps {
 				gapHits[gap]++
 			}
+			// The fuzz test's recognizer must explain it the same way.
+			if why := documentedDifference(sql, rep, lex); !g.gaps[why] {
+				failures = append(failures, fmt.Sprintf("gap %v not recognized (%q) in %q", g.gaps, why, sql))
+			}
 			continue
 		}
 		failures = append(failures, fmt.Sprintf("parser %v, lexical %v: %q", rep.Reasons(), lex.Reasons(), sql))

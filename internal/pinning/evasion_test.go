@@ -70,6 +70,8 @@ var evasionCases = []struct {
 	{`CREATE COLLATION IF NOT EXISTS pg_temp.co FROM "C"`, []Reason{ReasonTempObject}},
 	{"CREATE TEXT SEARCH CONFIGURATION pg_temp.tsc (COPY = english)", []Reason{ReasonTempObject}},
 	{"CREATE TEXT SEARCH DICTIONARY pg_temp.tsd (TEMPLATE = simple)", []Reason{ReasonTempObject}},
+	{"CREATE TEXT SEARCH TEMPLATE pg_temp.tt (LEXIZE = dsimple_lexize)", []Reason{ReasonTempObject}},
+	{"CREATE TEXT SEARCH PARSER pg_temp.tp (START = prsd_start, GETTOKEN = prsd_nexttoken, END = prsd_end, LEXTYPES = prsd_lextype)", []Reason{ReasonTempObject}},
 	{"CREATE DEFAULT CONVERSION pg_temp.cv FOR 'LATIN1' TO 'UTF8' FROM iso8859_1_to_utf8", []Reason{ReasonTempObject}},
 	{"CREATE OPERATOR FAMILY pg_temp.of USING btree", []Reason{ReasonTempObject}},
 	{"CREATE OPERATOR CLASS pg_temp.oc FOR TYPE int USING btree AS OPERATOR 1 <", []Reason{ReasonTempObject}},

@@ -317,6 +317,8 @@ func probe(ctx context.Context, t *testing.T, c *pgconn.PgConn) []string {
 		   UNION ALL SELECT 'statistics', stxname, stxnamespace FROM pg_statistic_ext
 		   UNION ALL SELECT 'ts config', cfgname, cfgnamespace FROM pg_ts_config
 		   UNION ALL SELECT 'ts dictionary', dictname, dictnamespace FROM pg_ts_dict
+		   UNION ALL SELECT 'ts parser', prsname, prsnamespace FROM pg_ts_parser
+		   UNION ALL SELECT 'ts template', tmplname, tmplnamespace FROM pg_ts_template
 		 ) o WHERE s = pg_my_temp_schema()`,
 		`SELECT 'loaded auto_explain' WHERE EXISTS (SELECT FROM pg_settings WHERE name LIKE 'auto_explain.%')`,
 		// A placeholder left defined with an empty value (after SET LOCAL or
