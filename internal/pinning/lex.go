@@ -81,10 +81,15 @@ func isNewline(c byte) bool { return c == '\n' || c == '\r' }
 // commentEnd returns where the -- comment starting at i ends: at the first
 // newline (which is left to be skipped as whitespace) or at the end of src.
 func commentEnd(src string, i int) int {
-	for i < len(src) && !isNewline(src[i]) {
-		i++
+	rest := src[i:]
+	n := strings.IndexByte(rest, '\n')
+	if n < 0 {
+		n = len(rest)
 	}
-	return i
+	if r := strings.IndexByte(rest[:n], '\r'); r >= 0 {
+		n = r
+	}
+	return i + n
 }
 
 // skipBlockComment skips a comment; PostgreSQL block comments nest.
