@@ -166,8 +166,17 @@ func uescapeChar(src string, t token) (byte, bool) {
 // stringValue returns the value of a string-literal token: a standard,
 // escape (E'...'), Unicode (U&'...', decoded with t.esc) or dollar-quoted
 // string, with continuation segments joined. It reports false for an
-// unterminated literal or one PostgreSQL would reject.
+// unterminated literal or one PostgreSQL would reject, including one whose
+// value holds a NUL byte (no text value can).
 func stringValue(src string, t token) (string, bool) {
+	v, ok := rawStringValue(src, t)
+	if !ok || strings.IndexByte(v, 0) >= 0 {
+		return "", false
+	}
+	return v, true
+}
+
+func rawStringValue(src string, t token) (string, bool) {
 	s := src[t.start:t.end]
 	switch {
 	case s == "":
