@@ -49,7 +49,7 @@ func (g *sqlGen) ws() string {
 		return " "
 	}
 	return g.pick("\n", "\t", "\r", "\r\n", " -- note\r", " -- SET x = 1; LISTEN y\r", " --\n",
-		" /* c */ ", " /* /* nested */ LISTEN y */ ", "/**/", " -- a\r -- b\n")
+		" /* c */ ", " /* /* nested */ LISTEN y */ ", "/**/", " -- a\r -- b\n", " -- it's\r", " /* it's -- */ ", " --$$\r")
 }
 
 // name is an identifier usable as a table, column or parameter name.
@@ -63,6 +63,7 @@ func (g *sqlGen) pinningCall() string {
 	return g.pick(
 		"nextval('s')", "setval('s', 1)", "pg_catalog.nextval('s')", `"nextval"('s')`,
 		"set_config('a.b', 'c', false)", "SET_CONFIG('a.b', 'c', true)", `"set_config"('a.b', 'c', false)`,
+		"NextVal('s')", `pg_catalog."set_config"('a.b', 'c', false)`, "PG_ADVISORY_LOCK_SHARED(4)",
 		"pg_advisory_lock(1)", "pg_try_advisory_lock_shared(2)", "pg_advisory_unlock_all()",
 		`U&"\006Eextval"('s')`, `U&"\0073et_config"('a.b', 'c', false)`, `U&"!0073et_config" UESCAPE '!'('a.b', 'c', false)`,
 		`U&"pg\005Fadvisory\005Flock"(3)`, `U&"\+00006Eextval"('s')`, `u&"#006Eextval" uescape $$#$$ ('s')`,
@@ -84,7 +85,8 @@ func (g *sqlGen) cleanExpr() string {
 		`U&"\006Eextval"`, "x.begin", "begin", "atomic", "query_to_xmlschema('SELECT nextval(''s'')', true, true, '')",
 		"query_to_xml('SELECT 1', true, true, '')", "query_to_xml($1, true, true, '')",
 		"query_to_xml('SELECT ' || 'nextval(1)', true, true, '')", "ts_rewrite('a'::tsquery, 'b'::tsquery, 'c'::tsquery)",
-		"'it''s'", "E'\\uD83D\\uDE00'", "pg_notify('c', 'p')",
+		"'it''s'", "E'\\uD83D\\uDE00'", "pg_notify('c', 'p')", `"Nextval"('s')`, "nextval", "x.nextval",
+		"U&'!0041' UESCAPE '!'", "E'\\r-- x'",
 	)
 }
 
