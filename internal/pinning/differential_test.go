@@ -222,70 +222,105 @@ func (g *sqlGen) multi() string {
 	return s
 }
 
-// TestDifferential compares the parser back-end with the lexical classifier
-// on generated statements; see the comment at the top of the file.
-func TestDifferential(t *testing.T) {
-	if !parserAvailable {
-		t.Skip("compares the parser back-end, which needs cgo; the CGO_ENABLED=0 build has only the lexical one")
-	}
+// differentialResult is one run of the differential comparison.
+type differentialResult struct {
+	parsed, pinning, clean, prefiltered int
+	gapHits                             map[string]int
+	failures                            []string
+}
+
+// runDifferential generates n strings and compares the parser back-end with
+// lexical on each one the parser accepts.
+func runDifferential(n int, lexical func(string) Report) differentialResult {
 	g := &sqlGen{r: rand.New(rand.NewPCG(differentialSeed, differentialSeed))}
-	var parsed, pinning, clean, prefiltered int
-	gapHits := map[string]int{}
-	var failures []string
-	for i := 0; i < differentialStatements; i++ {
+	res := differentialResult{gapHits: map[string]int{}}
+	fail := func(format string, args ...any) { res.failures = append(res.failures, fmt.Sprintf(format, args...)) }
+	for i := 0; i < n; i++ {
 		g.gaps = map[string]bool{}
 		sql := g.multi()
-		lex := analyzeLexical(sql)
+		lex := lexical(sql)
 		if !mayPin(sql) {
-			prefiltered++
+			res.prefiltered++
 			if lex.Pins() {
-				failures = append(failures, fmt.Sprintf("prefilter hides lexical %v in %q", lex.Reasons(), sql))
+				fail("prefilter hides lexical %v in %q", lex.Reasons(), sql)
 			}
 		}
 		rep, err := analyze(sql)
 		if err != nil {
 			continue // the parser rejects it: nothing to compare
 		}
-		parsed++
+		res.parsed++
 		if rep.Pins() {
-			pinning++
+			res.pinning++
 		} else {
-			clean++
+			res.clean++
 		}
 		if !mayPin(sql) && rep.Pins() {
-			failures = append(failures, fmt.Sprintf("prefilter hides parser %v in %q", rep.Reasons(), sql))
+			fail("prefilter hides parser %v in %q", rep.Reasons(), sql)
 		}
 		if slices.Equal(rep.Reasons(), lex.Reasons()) {
 			continue
 		}
 		if len(g.gaps) > 0 {
 			for gap := range g.gaps {
-				gapHits[gap]++
+				res.gapHits[gap]++
 			}
 			// The fuzz test's recognizer must explain it the same way.
 			if why := documentedDifference(sql, rep, lex); !g.gaps[why] {
-				failures = append(failures, fmt.Sprintf("gap %v not recognized (%q) in %q", g.gaps, why, sql))
+				fail("gap %v not recognized (%q) in %q", g.gaps, why, sql)
 			}
 			continue
 		}
-		failures = append(failures, fmt.Sprintf("parser %v, lexical %v: %q", rep.Reasons(), lex.Reasons(), sql))
+		fail("parser %v, lexical %v: %q", rep.Reasons(), lex.Reasons(), sql)
 	}
+	return res
+}
+
+// TestDifferential compares the parser back-end with the lexical classifier
+// on generated statements; see the comment at the top of the file.
+func TestDifferential(t *testing.T) {
+	if !parserAvailable {
+		t.Skip("compares the parser back-end, which needs cgo; the CGO_ENABLED=0 build has only the lexical one")
+	}
+	res := runDifferential(differentialStatements, analyzeLexical)
 	t.Logf("generated %d, parsed %d (pinning %d, clean %d), prefiltered out %d, allowed by known gaps %v",
-		differentialStatements, parsed, pinning, clean, prefiltered, gapHits)
-	for _, f := range failures[:min(len(failures), 20)] {
+		differentialStatements, res.parsed, res.pinning, res.clean, res.prefiltered, res.gapHits)
+	for _, f := range res.failures[:min(len(res.failures), 20)] {
 		t.Error(f)
 	}
-	if len(failures) > 0 {
-		t.Fatalf("%d disagreements outside knownGaps", len(failures))
+	if len(res.failures) > 0 {
+		t.Fatalf("%d disagreements outside knownGaps", len(res.failures))
 	}
 	// The generator must keep producing what it is for: mostly valid SQL,
 	// both verdicts, and the known gaps (else the allow-list is stale).
-	if parsed < differentialStatements/2 || pinning < parsed/5 || clean < parsed/10 {
-		t.Fatalf("generator drifted: %d parsed, %d pinning, %d clean", parsed, pinning, clean)
+	if res.parsed < differentialStatements/2 || res.pinning < res.parsed/5 || res.clean < res.parsed/10 {
+		t.Fatalf("generator drifted: %d parsed, %d pinning, %d clean", res.parsed, res.pinning, res.clean)
 	}
 	for gap := range knownGaps {
-		if gapHits[gap] == 0 {
+		if res.gapHits[gap] == 0 {
 			t.Errorf("known gap %q never produced a disagreement: remove it or fix the generator", gap)
+		}
+	}
+}
+
+// TestDifferentialDetects feeds the comparison lexical classifiers with one
+// known defect each (a -- comment that only \n ends, no UPDATE pg_settings
+// rule): it must report disagreements, or TestDifferential proves nothing.
+func TestDifferentialDetects(t *testing.T) {
+	if !parserAvailable {
+		t.Skip("compares the parser back-end, which needs cgo")
+	}
+	const n = 1000
+	crBlind := func(sql string) Report {
+		// Hide what follows a CR-ended comment, as a \n-only lexer would.
+		return analyzeLexical(strings.ReplaceAll(sql, "\r", " "))
+	}
+	noPgSettings := func(sql string) Report {
+		return analyzeLexical(strings.ReplaceAll(sql, "pg_settings", "pg_settingz"))
+	}
+	for name, lexical := range map[string]func(string) Report{"cr-blind": crBlind, "no-pg_settings": noPgSettings} {
+		if res := runDifferential(n, lexical); len(res.failures) == 0 {
+			t.Errorf("%s: a defective lexical classifier passed the differential comparison", name)
 		}
 	}
 }
