@@ -134,15 +134,20 @@ func TestEvasions(t *testing.T) {
 	}
 }
 
-// TestPgQueryRejects: PostgreSQL runs these statements but pg_query_go's
-// parser rejects them (it does not skip a comment between UESCAPE and its
-// operand), so with cgo Analyze returns the lexical verdict, which is right,
-// with ErrUnparsable.
+// pgQueryRejects are statements PostgreSQL runs but pg_query_go's parser
+// rejects: it does not skip a comment between UESCAPE and its operand, nor a
+// -- comment in the whitespace that continues a string literal. Each one
+// takes a sequence value (TestOracleEvasions checks that on PostgreSQL).
+var pgQueryRejects = []string{
+	`SELECT U&"!006Eextval" UESCAPE /* c */ '!' ('order_seq')`,
+	"SELECT U&\"!006Eextval\" UESCAPE -- c\n'!' ('order_seq')",
+	"SELECT query_to_xml('SELECT 1' -- c\n', nextval(''order_seq'')', true, true, '')",
+}
+
+// TestPgQueryRejects: with cgo, Analyze returns the lexical verdict, which is
+// right, with ErrUnparsable for pgQueryRejects.
 func TestPgQueryRejects(t *testing.T) {
-	for _, sql := range []string{
-		`SELECT U&"!006Eextval" UESCAPE /* c */ '!' ('order_seq')`,
-		"SELECT U&\"!006Eextval\" UESCAPE -- c\n'!' ('order_seq')",
-	} {
+	for _, sql := range pgQueryRejects {
 		require.Equal(t, []Reason{ReasonSequence}, analyzeLexical(sql).Reasons(), "%q", sql)
 		rep, err := Analyze(sql)
 		require.Equal(t, []Reason{ReasonSequence}, rep.Reasons(), "%q", sql)

@@ -69,6 +69,10 @@ func TestOracleEvasions(t *testing.T) {
 		})
 	}
 
+	for _, sql := range pgQueryRejects {
+		t.Run("", func(t *testing.T) { run(t, oracleSpec{}, sql) })
+	}
+
 	// A session may name its temporary schema by its real name, pg_temp_N.
 	t.Run("pg_temp_N", func(t *testing.T) {
 		c := connect(t).PgConn()
