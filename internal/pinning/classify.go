@@ -82,13 +82,18 @@ func isUnicodeLiteral(src string, t token) bool {
 // definition's SQL-standard body: BEGIN ATOMIC opens it (only there is BEGIN
 // special: begin is an ordinary name elsewhere, a parameter or a column), and
 // inside it CASE opens and END closes. A keyword used as a column label (AS
-// end) or after a dot (t.case) does not count.
+// end) or after a dot (t.case) does not count, nor does BEGIN ATOMIC inside
+// a body (SELECT begin atomic FROM t is a column and its label; a routine
+// defined inside a body is refused by PostgreSQL when it runs).
 func routineBodyNesting(src string, cur []token, t token, depth, body int) int {
 	prev := at(cur, len(cur)-1)
 	switch {
-	case t.is(src, "atomic") && prev.is(src, "begin") && (body > 0 || depth <= 0):
-		return 1
-	case body <= 0 || prev.is(src, "as") || prev.punct(src, '.'):
+	case body <= 0:
+		if t.is(src, "atomic") && prev.is(src, "begin") && depth <= 0 {
+			return 1
+		}
+		return 0
+	case prev.is(src, "as") || prev.punct(src, '.'):
 		return 0
 	case t.is(src, "case"):
 		return 1

@@ -31,6 +31,8 @@ const differentialSeed = 20260401
 var knownGaps = map[string]string{
 	"name-before-call": "a pinning function name after another name, as a table alias column list without AS " +
 		"(FROM t nextval(a)) or a type with a modifier (a nextval(3)), is taken as a call by the lexical classifier",
+	"nested-routine-body": "a routine defined inside a BEGIN ATOMIC body (refused by PostgreSQL when it runs): " +
+		"the lexical classifier ends the outer body at the inner END",
 }
 
 type sqlGen struct {
@@ -133,7 +135,7 @@ func (g *sqlGen) bodyStmt() string {
 func (g *sqlGen) statement() string {
 	w := g.ws
 	n := g.name
-	switch g.r.IntN(24) {
+	switch g.r.IntN(25) {
 	case 0, 1, 2:
 		s := "SELECT" + w() + g.expr()
 		if g.chance(50) {
@@ -197,6 +199,14 @@ func (g *sqlGen) statement() string {
 		// Documented gap: a name before a pinning name and "(".
 		g.gaps["name-before-call"] = true
 		return g.pick("SELECT * FROM t nextval(a)", "CREATE TABLE tx (a nextval(3))", "SELECT * FROM t setval(a, b)")
+	case 23:
+		if g.chance(20) {
+			// Documented gap: a routine defined inside a routine body.
+			g.gaps["nested-routine-body"] = true
+			return "CREATE FUNCTION fo() RETURNS int LANGUAGE sql BEGIN ATOMIC CREATE FUNCTION fi() RETURNS int LANGUAGE sql" +
+				" BEGIN ATOMIC SELECT 1; END; SELECT " + g.pinningCall() + "; END"
+		}
+		return "CREATE FUNCTION fb() RETURNS int LANGUAGE sql BEGIN ATOMIC SELECT begin atomic FROM t;" + w() + "SELECT 1 AS end; END"
 	case 21:
 		return "SELECT" + w() + "1" + w() + "-- " + g.pick("x", "SET y = 1", "") + "\r" + w() + ", " + g.expr()
 	case 22:

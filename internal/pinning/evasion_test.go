@@ -96,6 +96,7 @@ var evasionCases = []struct {
 	{"CREATE FUNCTION fb4() RETURNS int LANGUAGE sql BEGIN ATOMIC SELECT 1 AS end; SELECT 2 AS case; END; LISTEN x", []Reason{ReasonListen}},
 	{"CREATE FUNCTION fb5() RETURNS int LANGUAGE sql BEGIN ATOMIC SELECT (CASE WHEN true THEN 1 END); END; LISTEN x", []Reason{ReasonListen}},
 	{"CREATE PROCEDURE pb6() LANGUAGE sql BEGIN ATOMIC END; SET x.y = 1", []Reason{ReasonSessionSetting}},
+	{"CREATE FUNCTION fb7() RETURNS int LANGUAGE sql BEGIN ATOMIC SELECT x.begin atomic FROM (SELECT 1 AS begin) x; END; LISTEN x", []Reason{ReasonListen}},
 	{"CREATE TABLE begin (end_ int); SET x.y = 1", []Reason{ReasonSessionSetting}},
 
 	// Functions that run SQL handed to them as text.

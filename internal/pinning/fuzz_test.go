@@ -63,6 +63,9 @@ func documentedDifference(sql string, parser, lexical Report) string {
 	if p&^l != 0 || (l&^p)&^callSets != 0 {
 		return ""
 	}
+	if hasNestedRoutineBody(sql) {
+		return "nested-routine-body"
+	}
 	for _, st := range splitStatements(sql) {
 		for j := 1; j+1 < len(st.toks); j++ {
 			if !isIdentLike(st.toks[j-1]) || !st.toks[j+1].punct(sql, '(') {
@@ -88,4 +91,25 @@ func reasonsOf(r Report) reasonSet {
 		}
 	}
 	return s
+}
+
+// hasNestedRoutineBody reports whether sql has BEGIN ATOMIC, then CREATE
+// [OR REPLACE] FUNCTION|PROCEDURE, then BEGIN ATOMIC again.
+func hasNestedRoutineBody(sql string) bool {
+	l := lexer{src: sql}
+	var prev token
+	stage := 0
+	for t := l.next(); t.kind != tokEOF; prev, t = t, l.next() {
+		switch {
+		case (stage == 0 || stage == 2) && t.is(sql, "atomic") && prev.is(sql, "begin"):
+			stage++
+		case stage == 1 && (t.is(sql, "function") || t.is(sql, "procedure")) &&
+			(prev.is(sql, "create") || prev.is(sql, "replace")):
+			stage++
+		}
+		if stage == 3 {
+			return true
+		}
+	}
+	return false
 }

@@ -326,8 +326,9 @@ func (t token) punct(src string, c byte) bool {
 }
 
 // prefilterWords are the identifiers without which no statement can pin
-// (other than by size). "view" is included because CREATE VIEW is reported as
-// a possible implicit temporary view.
+// (other than by size, a U&"..." identifier, or a pg_temp_N schema name: see
+// mayPin). "view" is included because CREATE VIEW is reported as a possible
+// implicit temporary view; UPDATE pg_settings always contains "set".
 var prefilterWords = [...]string{
 	"set", "reset", "set_config", "prepare", "execute", "deallocate", "discard",
 	"temp", "temporary", "pg_temp", "view", "declare", "listen", "unlisten", "load",
@@ -352,7 +353,8 @@ var prefilterByLetter = func() (t [26][]string) {
 }()
 
 // mayPin is the prefilter: it returns false, without allocating, when sql
-// cannot pin because none of the trigger words appears outside literals and
+// cannot pin because none of the trigger words (nor a U&"..." identifier,
+// which may spell one, nor a pg_temp_N name) appears outside literals and
 // comments and the text is within the size limit. It errs on the side of
 // true: quoted identifiers are matched case-insensitively.
 func mayPin(sql string) bool {
