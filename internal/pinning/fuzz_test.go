@@ -27,6 +27,9 @@ func FuzzAnalyze(f *testing.F) {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, sql string) {
+		// Literal and identifier decoding on arbitrary text: must not panic.
+		analyzeLexical("SELECT query_to_xml(" + sql + ", true, true, '')")
+		analyzeLexical(`SELECT U&"` + sql + `"(1), U&"x" UESCAPE ` + sql)
 		rep, err := Analyze(sql)
 		lex := analyzeLexical(sql)
 		may := mayPin(sql)
