@@ -55,3 +55,16 @@ func TestUescapeChar(t *testing.T) {
 		require.Equal(t, tc.want, c, "%q", tc.op)
 	}
 }
+
+// TestPrefilterAllocsOnTraps: the scanner rules added for carriage-return
+// comments and string continuations keep the prefilter allocation-free.
+func TestPrefilterAllocsOnTraps(t *testing.T) {
+	for _, sql := range []string{
+		"SELECT 1 -- note\r, 2 -- more\n FROM t",
+		"SELECT E'a'\n'\\'b', 'c' -- x\r\n'd' FROM t",
+		"SELECT $tag$ x $tag$, /* /* n */ */ 1 FROM t WHERE a = 'it''s'",
+	} {
+		require.False(t, mayPin(sql), "%q", sql)
+		require.Zero(t, testing.AllocsPerRun(100, func() { mayPin(sql) }), "%q", sql)
+	}
+}
