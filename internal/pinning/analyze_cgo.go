@@ -137,9 +137,10 @@ func topLevelStmt(n *pg_query.Node) reasonSet {
 	return 0
 }
 
-// createsInTempSchema reports whether n creates a type, domain, routine
-// helper, operator, collation, conversion, statistics object, text search
-// object or foreign table in the session's temporary schema.
+// createsInTempSchema reports whether n creates a type, domain, aggregate,
+// operator, collation, conversion, statistics object, text search object or
+// foreign table (also by IMPORT FOREIGN SCHEMA) in the session's temporary
+// schema.
 func createsInTempSchema(n *pg_query.Node) bool {
 	switch x := n.GetNode().(type) {
 	case *pg_query.Node_DefineStmt: // aggregate, operator, type, collation, text search
@@ -162,6 +163,8 @@ func createsInTempSchema(n *pg_query.Node) bool {
 		return inTempSchema(x.CreateOpFamilyStmt.GetOpfamilyname())
 	case *pg_query.Node_CreateForeignTableStmt:
 		return isTempRel(x.CreateForeignTableStmt.GetBaseStmt().GetRelation())
+	case *pg_query.Node_ImportForeignSchemaStmt:
+		return isTempSchema(x.ImportForeignSchemaStmt.GetLocalSchema())
 	}
 	return false
 }

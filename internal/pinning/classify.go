@@ -186,6 +186,14 @@ func classifyTokens(src string, toks []token, depth int) reasonSet {
 				return setListen
 			case "load":
 				return setLoad
+			case "import":
+				// IMPORT FOREIGN SCHEMA ... INTO pg_temp creates
+				// temporary foreign tables.
+				for j := i + 1; j+1 < len(toks); j++ {
+					if toks[j].is(src, "into") && isTempSchemaToken(src, toks[j+1]) {
+						return setTempObject
+					}
+				}
 			}
 			return 0
 		}

@@ -175,6 +175,7 @@ func (g *sqlGen) statement() string {
 			"CREATE STATISTICS "+schema+"st ON a, b FROM t", "CREATE OPERATOR FAMILY "+schema+"of USING btree",
 			"CREATE SEQUENCE "+schema+"sq", "CREATE MATERIALIZED VIEW "+schema+"mv AS SELECT 1",
 			"CREATE INDEX ON "+schema+"t (id)",
+			"IMPORT FOREIGN SCHEMA public LIMIT TO (t) FROM SERVER s INTO "+strings.TrimSuffix(schema, "."),
 		)
 	case 11:
 		return g.pick("LISTEN", "UNLISTEN", "NOTIFY") + w() + g.pick("ch", `"ch"`, "*")
