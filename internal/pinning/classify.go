@@ -12,28 +12,42 @@ type lexStatement struct {
 }
 
 // splitStatements tokenizes src and splits it at top-level semicolons. Like
-// psql it ignores semicolons inside parentheses (CREATE RULE ... DO (a; b))
-// and inside CREATE FUNCTION/PROCEDURE ... BEGIN ATOMIC ... END bodies.
+// the server's grammar it keeps semicolons inside parentheses (CREATE RULE
+// ... DO (a; b)) and inside the BEGIN ATOMIC ... END body of a CREATE
+// FUNCTION/PROCEDURE in the statement. It also applies UESCAPE clauses to
+// the U&"..." identifier or U&'...' string before them, dropping the clause's
+// tokens, as PostgreSQL's parser does.
 func splitStatements(src string) []lexStatement {
 	var out []lexStatement
 	l := lexer{src: src}
 	var cur []token
 	curStart := 0
 	depth := 0
-	atomic := 0 // BEGIN/CASE ... END nesting inside a routine definition
+	body := 0 // BEGIN ATOMIC, CASE ... END nesting inside a routine body
 	routine := false
 	for {
 		t := l.next()
 		if t.kind == tokEOF {
 			break
 		}
-		if t.punct(src, ';') && depth <= 0 && atomic <= 0 {
+		if t.punct(src, ';') && depth <= 0 && body <= 0 {
 			if len(cur) > 0 {
 				out = append(out, lexStatement{toks: cur, start: curStart, end: t.start})
 			}
 			cur = nil
-			depth, atomic, routine = 0, 0, false
+			depth, body, routine = 0, 0, false
 			curStart = t.end
+			continue
+		}
+		if t.is(src, "uescape") && len(cur) > 0 && isUnicodeLiteral(src, cur[len(cur)-1]) {
+			// U&"..." UESCAPE 'c': the clause belongs to the literal
+			// before it; a malformed one leaves esc 0 (no value).
+			save := l.pos
+			op := l.next()
+			if op.kind != tokString {
+				l.pos = save // not an operand: leave it to be tokenized
+			}
+			cur[len(cur)-1].esc, _ = uescapeChar(src, op)
 			continue
 		}
 		switch {
@@ -41,13 +55,8 @@ func splitStatements(src string) []lexStatement {
 			depth++
 		case t.punct(src, ')'):
 			depth--
-		case t.kind == tokIdent && routine:
-			switch {
-			case t.is(src, "begin"), t.is(src, "case"):
-				atomic++
-			case t.is(src, "end"):
-				atomic--
-			}
+		case routine && t.kind == tokIdent:
+			body += routineBodyNesting(src, cur, t, depth, body)
 		}
 		if len(cur) == 0 {
 			curStart = t.start
@@ -61,6 +70,37 @@ func splitStatements(src string) []lexStatement {
 		out = append(out, lexStatement{toks: cur, start: curStart, end: len(src)})
 	}
 	return out
+}
+
+// isUnicodeLiteral reports whether t is a U&"..." identifier or a U&'...'
+// string, the tokens a UESCAPE clause may follow.
+func isUnicodeLiteral(src string, t token) bool {
+	return t.kind == tokUIdent || t.kind == tokString && (src[t.start] == 'u' || src[t.start] == 'U')
+}
+
+// routineBodyNesting returns how t changes the nesting of a routine
+// definition's SQL-standard body: BEGIN ATOMIC opens it (only there is BEGIN
+// special: begin is an ordinary name elsewhere, a parameter or a column), and
+// inside it CASE opens and END closes. A keyword used as a column label (AS
+// end) or after a dot (t.case) does not count, nor does BEGIN ATOMIC inside
+// a body (SELECT begin atomic FROM t is a column and its label; a routine
+// defined inside a body is refused by PostgreSQL when it runs).
+func routineBodyNesting(src string, cur []token, t token, depth, body int) int {
+	prev := at(cur, len(cur)-1)
+	switch {
+	case body <= 0:
+		if t.is(src, "atomic") && prev.is(src, "begin") && depth <= 0 {
+			return 1
+		}
+		return 0
+	case prev.is(src, "as") || prev.punct(src, '.'):
+		return 0
+	case t.is(src, "case"):
+		return 1
+	case t.is(src, "end"):
+		return -1
+	}
+	return 0
 }
 
 // isRoutineDefinition reports whether toks starts CREATE [OR REPLACE]
@@ -86,9 +126,19 @@ func analyzeLexical(sql string) Report {
 		r.add(setStatementSize, sql)
 	}
 	for _, st := range splitStatements(sql) {
-		r.add(classifyTokens(sql, st.toks), sql[st.start:st.end])
+		r.add(classifyTokens(sql, st.toks, 0), sql[st.start:st.end])
 	}
 	return r
+}
+
+// lexicalQueryText returns the reasons SQL handed to a query-text function
+// (query_to_xml and the like) would pin, at nesting depth depth.
+func lexicalQueryText(sql string, depth int) reasonSet {
+	var s reasonSet
+	for _, st := range splitStatements(sql) {
+		s |= classifyTokens(sql, st.toks, depth)
+	}
+	return s
 }
 
 // at returns toks[i] or an EOF token.
@@ -113,15 +163,16 @@ var expressionless = [...]string{
 	"end", "rollback", "abort", "savepoint", "release",
 }
 
-// classifyTokens returns the reasons one statement pins.
-func classifyTokens(src string, toks []token) reasonSet {
+// classifyTokens returns the reasons one statement pins; depth counts the
+// query-text functions it is nested in (0 at the top).
+func classifyTokens(src string, toks []token, depth int) reasonSet {
 	i := 0
 	for at(toks, i).punct(src, '(') {
 		i++
 	}
 	first := at(toks, i)
 	if first.kind != tokIdent {
-		return scanCalls(src, toks)
+		return scanCalls(src, toks, depth)
 	}
 	for _, kw := range expressionless {
 		if first.is(src, kw) {
@@ -135,16 +186,25 @@ func classifyTokens(src string, toks []token) reasonSet {
 				return setListen
 			case "load":
 				return setLoad
+			case "import":
+				// IMPORT FOREIGN SCHEMA ... INTO pg_temp creates
+				// temporary foreign tables.
+				for j := i + 1; j+1 < len(toks); j++ {
+					if toks[j].is(src, "into") && isTempSchemaToken(src, toks[j+1]) {
+						return setTempObject
+					}
+				}
 			}
 			return 0
 		}
 	}
 	if first.is(src, "create") && isRoutineOrRule(src, toks[i:]) {
 		// Routine bodies and rule actions run later, elsewhere; the proxy
-		// does not look inside them (corpus 132, 133).
-		return 0
+		// does not look inside them (corpus 132, 133). A routine created
+		// in pg_temp is itself a temporary object.
+		return createRules(src, toks[i:])
 	}
-	return topLevel(src, toks[i:]) | selectInto(src, toks) | scanCalls(src, toks)
+	return topLevel(src, toks[i:]) | selectInto(src, toks) | updatesPgSettings(src, toks) | scanCalls(src, toks, depth)
 }
 
 func isRoutineOrRule(src string, toks []token) bool {
@@ -154,6 +214,39 @@ func isRoutineOrRule(src string, toks []token) bool {
 	}
 	t := at(toks, i)
 	return t.is(src, "function") || t.is(src, "procedure") || t.is(src, "rule")
+}
+
+// updatesPgSettings finds UPDATE [ONLY] [schema.]pg_settings anywhere in a
+// statement (also in a WITH query or after EXPLAIN). The view's update rule
+// calls set_config(name, setting, false), so it is a session SET; INSERT,
+// DELETE and MERGE on pg_settings are refused by PostgreSQL. Like function
+// names, the name is matched by its last part.
+func updatesPgSettings(src string, toks []token) reasonSet {
+	for j, t := range toks {
+		if !t.is(src, "update") || at(toks, j-1).punct(src, '.') {
+			continue
+		}
+		k := j + 1
+		if at(toks, k).is(src, "only") {
+			k++
+		}
+		last := -1
+		for isIdentLike(at(toks, k)) {
+			last = k
+			if !at(toks, k+1).punct(src, '.') {
+				break
+			}
+			k += 2
+		}
+		if last >= 0 && toks[last].name(src, "pg_settings") {
+			return setSessionSetting
+		}
+	}
+	return 0
+}
+
+func isIdentLike(t token) bool {
+	return t.kind == tokIdent || t.kind == tokQIdent || t.kind == tokUIdent
 }
 
 // topLevel applies the rules that depend on the kind of statement; toks starts
@@ -221,7 +314,9 @@ func skipParens(src string, toks []token, i int) int {
 }
 
 // createRules handles CREATE [OR REPLACE] [GLOBAL|LOCAL] [TEMP|TEMPORARY|
-// UNLOGGED] TABLE|SEQUENCE|[RECURSIVE] VIEW.
+// UNLOGGED] TABLE|SEQUENCE|[RECURSIVE] VIEW, and every other object that
+// PostgreSQL lets a session create in its temporary schema (pg_temp.name):
+// such an object lives until the session ends.
 func createRules(src string, toks []token) reasonSet {
 	i := 1
 	if at(toks, i).is(src, "or") && at(toks, i+1).is(src, "replace") {
@@ -251,10 +346,7 @@ func createRules(src string, toks []token) reasonSet {
 		return setTempObject
 	case kind.is(src, "table"), kind.is(src, "sequence"):
 		var s reasonSet
-		i++
-		if at(toks, i).is(src, "if") && at(toks, i+1).is(src, "not") && at(toks, i+2).is(src, "exists") {
-			i += 3
-		}
+		i = skipIfNotExists(src, toks, i+1)
 		if temp || qualifiedInPgTemp(src, toks, i) {
 			s |= setTempObject
 		}
@@ -278,18 +370,64 @@ func createRules(src string, toks []token) reasonSet {
 		}
 		return s
 	}
+	if n := schemaObjectName(src, toks, i); n > 0 && qualifiedInPgTemp(src, toks, skipIfNotExists(src, toks, n)) {
+		return setTempObject
+	}
 	return 0
 }
 
+// schemaObjectKinds are the object kinds after CREATE [OR REPLACE] whose name
+// may be qualified with pg_temp (PostgreSQL 15 accepts each of them there).
+// Materialized views are refused in pg_temp, extensions too; an index or
+// trigger always lives in its table's schema.
+var schemaObjectKinds = [...][]string{
+	{"function"}, {"procedure"}, {"aggregate"}, {"type"}, {"domain"},
+	{"collation"}, {"conversion"}, {"default", "conversion"}, {"statistics"},
+	{"operator", "class"}, {"operator", "family"}, {"operator"},
+	{"foreign", "table"},
+	{"text", "search", "configuration"}, {"text", "search", "dictionary"},
+	{"text", "search", "parser"}, {"text", "search", "template"},
+}
+
+// schemaObjectName returns the index of the token after the object kind
+// starting at toks[i] when it is one of schemaObjectKinds, else 0.
+func schemaObjectName(src string, toks []token, i int) int {
+	for _, words := range schemaObjectKinds {
+		k := i
+		for _, w := range words {
+			if !at(toks, k).is(src, w) {
+				k = -1
+				break
+			}
+			k++
+		}
+		if k > 0 {
+			return k
+		}
+	}
+	return 0
+}
+
+func skipIfNotExists(src string, toks []token, i int) int {
+	if at(toks, i).is(src, "if") && at(toks, i+1).is(src, "not") && at(toks, i+2).is(src, "exists") {
+		return i + 3
+	}
+	return i
+}
+
 // qualifiedInPgTemp reports whether the (possibly qualified) name starting at
-// toks[i] has pg_temp as its schema: pg_temp.x or db.pg_temp.x.
+// toks[i] has a temporary schema as its schema: pg_temp.x, db.pg_temp.x, and
+// for operators pg_temp.=== (the last part is not an identifier).
 func qualifiedInPgTemp(src string, toks []token, i int) bool {
 	// Collect up to three dotted parts.
 	var parts [3]token
 	n := 0
 	for n < 3 {
 		t := at(toks, i)
-		if t.kind != tokIdent && t.kind != tokQIdent && t.kind != tokUIdent {
+		if !isIdentLike(t) {
+			if n > 0 && at(toks, i-1).punct(src, '.') {
+				n++ // an operator after "schema.": count it as the last part
+			}
 			break
 		}
 		parts[n] = t
@@ -299,7 +437,36 @@ func qualifiedInPgTemp(src string, toks []token, i int) bool {
 		}
 		i += 2
 	}
-	return n >= 2 && parts[n-2].name(src, "pg_temp")
+	return n >= 2 && isTempSchemaToken(src, parts[n-2])
+}
+
+// isTempSchemaToken reports whether t names the session's temporary schema:
+// pg_temp, or its real name pg_temp_N.
+func isTempSchemaToken(src string, t token) bool {
+	v, ok := identValue(src, t)
+	return ok && isTempSchema(v)
+}
+
+// tempSchemaPrefix starts the real name of a session's temporary schema,
+// pg_temp_N, N being the backend's slot.
+const tempSchemaPrefix = "pg_temp_"
+
+// isTempSchema reports whether a schema name (as the parser reports it) is
+// the session's temporary schema: the alias pg_temp or a real name pg_temp_N
+// (a session may create objects only in its own).
+func isTempSchema(name string) bool {
+	if name == "pg_temp" {
+		return true
+	}
+	if len(name) <= len(tempSchemaPrefix) || name[:len(tempSchemaPrefix)] != tempSchemaPrefix {
+		return false
+	}
+	for i := len(tempSchemaPrefix); i < len(name); i++ {
+		if !isDigit(name[i]) {
+			return false
+		}
+	}
+	return true
 }
 
 // selectInto finds SELECT ... INTO [GLOBAL|LOCAL] TEMP|TEMPORARY [TABLE] name
@@ -391,15 +558,36 @@ var notCallAfter = [...]string{
 	"with", "recursive", "copy", "execute", "prepare",
 }
 
-// scanCalls finds calls of the functions in callFuncs anywhere in a statement.
-func scanCalls(src string, toks []token) reasonSet {
+// queryTextFuncs are the PostgreSQL 15 core functions that run SQL handed to
+// them as text, with the (0-based) position of the query argument and the
+// number of arguments of the overload that takes one (0: any).
+// query_to_xmlschema is not one: it only prepares the query to describe its
+// result and never runs it.
+var queryTextFuncs = [...]struct {
+	name         string
+	arg, maxArgs int
+}{
+	{"query_to_xml", 0, 0},
+	{"query_to_xml_and_xmlschema", 0, 0},
+	{"ts_stat", 0, 0},
+	// ts_rewrite(tsquery, text); ts_rewrite(tsquery, tsquery, tsquery)
+	// takes no query.
+	{"ts_rewrite", 1, 2},
+}
+
+// maxQueryTextDepth bounds how deep query text inside query text is
+// analyzed: real code nests it once at most, and the bound keeps crafted
+// input from recursing without end.
+const maxQueryTextDepth = 4
+
+// scanCalls finds calls of the functions in callFuncs anywhere in a
+// statement, and analyzes the query text passed to queryTextFuncs as a
+// string literal.
+func scanCalls(src string, toks []token, depth int) reasonSet {
 	var s reasonSet
 	for j := 0; j+1 < len(toks); j++ {
 		t := toks[j]
-		if t.kind != tokIdent && t.kind != tokQIdent && t.kind != tokUIdent {
-			continue
-		}
-		if !toks[j+1].punct(src, '(') {
+		if !isIdentLike(t) || !toks[j+1].punct(src, '(') {
 			continue
 		}
 		var hit reasonSet
@@ -409,12 +597,102 @@ func scanCalls(src string, toks []token) reasonSet {
 				break
 			}
 		}
+		if hit == 0 && depth < maxQueryTextDepth {
+			for _, f := range queryTextFuncs {
+				if t.name(src, f.name) {
+					if q, ok := queryTextArg(src, toks, j+1, f.arg, f.maxArgs); ok {
+						hit = lexicalQueryText(q, depth+1)
+					}
+					break
+				}
+			}
+		}
 		if hit == 0 || !isCallContext(src, toks, j) {
 			continue
 		}
 		s |= hit
 	}
 	return s
+}
+
+// queryTextArg returns the value of argument n of the call whose "(" is
+// toks[open] when that argument is a string literal, optionally cast with ::
+// (the forms the parser back-end reads too), and the call has at most maxArgs
+// arguments (0: any). Any other expression is not analyzed (POLICY.md).
+func queryTextArg(src string, toks []token, open, n, maxArgs int) (string, bool) {
+	depth := 0
+	arg, argStart := 0, open+1
+	var lit token
+	found := false
+	for k := open; k < len(toks); k++ {
+		t := toks[k]
+		switch {
+		case t.punct(src, '('), t.punct(src, '['):
+			depth++
+			continue
+		case t.punct(src, ')'), t.punct(src, ']'):
+			depth--
+			if depth > 0 {
+				continue
+			}
+		case depth == 1 && t.punct(src, ','):
+		default:
+			continue
+		}
+		// toks[argStart:k] is argument number arg.
+		if arg == n {
+			lit, found = castLiteral(src, toks[argStart:k])
+		}
+		arg++
+		argStart = k + 1
+		if depth == 0 {
+			break
+		}
+	}
+	if !found || maxArgs > 0 && arg > maxArgs {
+		return "", false
+	}
+	return stringValue(src, lit)
+}
+
+// castLiteral reports whether toks is a string literal, possibly in
+// parentheses, followed by zero or more ::type casts, and returns the
+// literal.
+func castLiteral(src string, toks []token) (token, bool) {
+	for len(toks) > 0 && toks[0].punct(src, '(') {
+		toks = toks[1:]
+	}
+	if len(toks) == 0 || toks[0].kind != tokString {
+		return token{}, false
+	}
+	if len(toks) > 1 && toks[1].kind != tokCast && !toks[1].punct(src, ')') {
+		return token{}, false
+	}
+	for _, t := range toks[1:] {
+		switch {
+		case t.kind == tokCast, isIdentLike(t) && !isExpressionWord(src, t), t.kind == tokNumber,
+			t.punct(src, '.'), t.punct(src, '('), t.punct(src, ')'), t.punct(src, '['), t.punct(src, ']'):
+		default:
+			return token{}, false
+		}
+	}
+	return toks[0], true
+}
+
+// expressionWords are keywords that continue an expression after a type
+// name; an argument holding one is an expression, not a cast literal.
+var expressionWords = [...]string{
+	"collate", "at", "is", "isnull", "notnull", "and", "or", "not", "in", "between",
+	"like", "ilike", "similar", "overlaps", "escape", "operator",
+}
+
+func isExpressionWord(src string, t token) bool {
+	for _, w := range expressionWords {
+		if t.is(src, w) {
+			return true
+		}
+	}
+	return false
 }
 
 // isCallContext looks at what precedes the (possibly qualified) name ending
@@ -435,5 +713,15 @@ func isCallContext(src string, toks []token, j int) bool {
 	}
 	// CREATE INDEX ON setval (c), CREATE TRIGGER ... ON nextval (...): in
 	// DDL, ON names a table. Elsewhere (JOIN ... ON f(x)) it is a call.
-	return !(p.is(src, "on") && toks[0].is(src, "create"))
+	if p.is(src, "on") && toks[0].is(src, "create") {
+		return false
+	}
+	// WITH a AS (...), nextval (x) AS [NOT] [MATERIALIZED] (...): a CTE
+	// with a column list, not a call.
+	after := skipParens(src, toks, j+1)
+	if at(toks, after).is(src, "as") {
+		n := at(toks, after+1)
+		return !(n.punct(src, '(') || n.is(src, "materialized") || n.is(src, "not"))
+	}
+	return true
 }

@@ -26,7 +26,12 @@ const (
 )
 
 type token struct {
-	kind       tokKind
+	kind tokKind
+	// esc is the Unicode escape character of a U&"..." identifier or
+	// U&'...' string: '\\' unless a UESCAPE clause names another, 0 when
+	// that clause is malformed (PostgreSQL rejects the statement). The
+	// lexer sets the default; splitStatements applies UESCAPE clauses.
+	esc        byte
 	start, end int // the whole token in the source
 	vs, ve     int // the value: identifier text without quotes
 }
@@ -59,11 +64,7 @@ func (l *lexer) next() token {
 		case isSpace(c):
 			l.pos++
 		case c == '-' && l.pos+1 < len(src) && src[l.pos+1] == '-':
-			if i := strings.IndexByte(src[l.pos:], '\n'); i >= 0 {
-				l.pos += i + 1
-			} else {
-				l.pos = len(src)
-			}
+			l.pos = commentEnd(src, l.pos)
 		case c == '/' && l.pos+1 < len(src) && src[l.pos+1] == '*':
 			l.skipBlockComment()
 		default:
@@ -71,6 +72,24 @@ func (l *lexer) next() token {
 		}
 	}
 	return token{kind: tokEOF, start: len(src), end: len(src)}
+}
+
+// isNewline reports whether c ends a -- comment: scan.l's newline is [\n\r],
+// so a bare carriage return ends the comment and starts code.
+func isNewline(c byte) bool { return c == '\n' || c == '\r' }
+
+// commentEnd returns where the -- comment starting at i ends: at the first
+// newline (which is left to be skipped as whitespace) or at the end of src.
+func commentEnd(src string, i int) int {
+	rest := src[i:]
+	n := strings.IndexByte(rest, '\n')
+	if n < 0 {
+		n = len(rest)
+	}
+	if r := strings.IndexByte(rest[:n], '\r'); r >= 0 {
+		n = r
+	}
+	return i + n
 }
 
 // skipBlockComment skips a comment; PostgreSQL block comments nest.
@@ -101,7 +120,7 @@ func (l *lexer) scanToken() token {
 	c := src[start]
 	switch {
 	case c == '\'':
-		l.pos = scanQuoted(src, start+1, '\'', false)
+		l.pos = scanString(src, start+1, false)
 		return token{kind: tokString, start: start, end: l.pos}
 	case c == '"':
 		end := scanQuoted(src, start+1, '"', false)
@@ -134,17 +153,17 @@ func (l *lexer) scanToken() token {
 		if start+1 < len(src) {
 			switch {
 			case (c == 'e' || c == 'E') && src[start+1] == '\'':
-				l.pos = scanQuoted(src, start+2, '\'', true)
+				l.pos = scanString(src, start+2, true)
 				return token{kind: tokString, start: start, end: l.pos}
 			case (c == 'u' || c == 'U') && src[start+1] == '&' && start+2 < len(src):
 				switch src[start+2] {
 				case '\'':
-					l.pos = scanQuoted(src, start+3, '\'', false)
-					return token{kind: tokString, start: start, end: l.pos}
+					l.pos = scanString(src, start+3, false)
+					return token{kind: tokString, esc: defaultUnicodeEscape, start: start, end: l.pos}
 				case '"':
 					end := scanQuoted(src, start+3, '"', false)
 					l.pos = end
-					return token{kind: tokUIdent, start: start, end: end, vs: start + 3, ve: closeQuote(src, start+3, end, '"')}
+					return token{kind: tokUIdent, esc: defaultUnicodeEscape, start: start, end: end, vs: start + 3, ve: closeQuote(src, start+3, end, '"')}
 				}
 			}
 		}
@@ -159,6 +178,21 @@ func (l *lexer) scanToken() token {
 	}
 	l.pos++
 	return token{kind: tokPunct, start: start, end: l.pos}
+}
+
+// scanString returns the position after a string literal whose body starts
+// at i, including the segments it continues into ('a'<newline>'b' is one
+// literal in PostgreSQL). An escape string's later segments are in escape
+// mode too, so a \' there does not end it.
+func scanString(src string, i int, backslash bool) int {
+	end := scanQuoted(src, i, '\'', backslash)
+	for {
+		q := quoteContinuation(src, end)
+		if q < 0 {
+			return end
+		}
+		end = scanQuoted(src, q+1, '\'', backslash)
+	}
 }
 
 // scanQuoted returns the position after the closing quote q of a literal whose
@@ -182,6 +216,39 @@ func scanQuoted(src string, i int, q byte, backslash bool) int {
 		i++
 	}
 	return len(src)
+}
+
+// quoteContinuation reports where a string literal that ended at i continues:
+// the index of the opening quote of the next segment when src[i:] starts
+// with scan.l's {whitespace_with_newline} followed by a quote, else -1.
+// whitespace_with_newline is horizontal space and -- comments, one newline,
+// then any whitespace and newline-terminated -- comments; a block comment
+// breaks the continuation.
+func quoteContinuation(src string, i int) int {
+	sawNewline := false
+	for i < len(src) {
+		c := src[i]
+		switch {
+		case c == '\'':
+			if sawNewline {
+				return i
+			}
+			return -1
+		case isNewline(c):
+			sawNewline = true
+			i++
+		case isSpace(c):
+			i++
+		case c == '-' && i+1 < len(src) && src[i+1] == '-':
+			i = commentEnd(src, i)
+			if i == len(src) {
+				return -1
+			}
+		default:
+			return -1
+		}
+	}
+	return -1
 }
 
 // closeQuote returns where the value of a quoted token ends: before the
@@ -248,10 +315,8 @@ func (t token) name(src, n string) bool {
 	case tokQIdent:
 		return src[t.vs:t.ve] == n
 	case tokUIdent:
-		// Without escapes the U& form is an ordinary quoted identifier;
-		// with escapes it is not decoded (see POLICY.md).
-		v := src[t.vs:t.ve]
-		return v == n
+		v, ok := identValue(src, t)
+		return ok && v == n
 	}
 	return false
 }
@@ -261,8 +326,9 @@ func (t token) punct(src string, c byte) bool {
 }
 
 // prefilterWords are the identifiers without which no statement can pin
-// (other than by size). "view" is included because CREATE VIEW is reported as
-// a possible implicit temporary view.
+// (other than by size, a U&"..." identifier, or a pg_temp_N schema name: see
+// mayPin). "view" is included because CREATE VIEW is reported as a possible
+// implicit temporary view; UPDATE pg_settings always contains "set".
 var prefilterWords = [...]string{
 	"set", "reset", "set_config", "prepare", "execute", "deallocate", "discard",
 	"temp", "temporary", "pg_temp", "view", "declare", "listen", "unlisten", "load",
@@ -270,20 +336,25 @@ var prefilterWords = [...]string{
 	"pg_advisory_lock", "pg_advisory_lock_shared", "pg_try_advisory_lock",
 	"pg_try_advisory_lock_shared", "pg_advisory_unlock", "pg_advisory_unlock_shared",
 	"pg_advisory_unlock_all",
+	// Functions that run SQL handed to them as text.
+	"query_to_xml", "query_to_xml_and_xmlschema", "ts_stat", "ts_rewrite",
 }
 
-// prefilterFirst marks the first letters (either case) of prefilterWords, so
-// most identifiers are rejected with one table lookup.
-var prefilterFirst = func() (t [256]bool) {
+// prefilterLongest is the length of the longest prefilter word.
+const prefilterLongest = len("pg_try_advisory_lock_shared")
+
+// prefilterByLetter groups prefilterWords by first letter, so an identifier
+// is compared only with the few words that start like it.
+var prefilterByLetter = func() (t [26][]string) {
 	for _, w := range prefilterWords {
-		t[w[0]] = true
-		t[w[0]-'a'+'A'] = true
+		t[w[0]-'a'] = append(t[w[0]-'a'], w)
 	}
 	return t
 }()
 
 // mayPin is the prefilter: it returns false, without allocating, when sql
-// cannot pin because none of the trigger words appears outside literals and
+// cannot pin because none of the trigger words (nor a U&"..." identifier,
+// which may spell one, nor a pg_temp_N name) appears outside literals and
 // comments and the text is within the size limit. It errs on the side of
 // true: quoted identifiers are matched case-insensitively.
 func mayPin(sql string) bool {
@@ -296,15 +367,23 @@ func mayPin(sql string) bool {
 		switch t.kind {
 		case tokEOF:
 			return false
-		case tokIdent, tokQIdent, tokUIdent:
+		case tokUIdent:
+			// Escapes (with any UESCAPE character) can spell any name;
+			// such identifiers are rare, so the classifier decides.
+			return true
+		case tokIdent, tokQIdent:
 			v := sql[t.vs:t.ve]
-			if t.kind == tokUIdent && strings.IndexByte(v, '\\') >= 0 {
-				return true // escapes not decoded: be safe
-			}
-			if len(v) < 3 || len(v) > len("pg_try_advisory_lock_shared") || !prefilterFirst[v[0]] {
+			if len(v) < 3 || len(v) > prefilterLongest {
 				continue
 			}
-			for _, w := range prefilterWords {
+			c := v[0] | 0x20 // ASCII lower case for letters
+			if c < 'a' || c > 'z' {
+				continue
+			}
+			if c == 'p' && len(v) > len(tempSchemaPrefix) && asciiFoldEq(v[:len(tempSchemaPrefix)], tempSchemaPrefix) {
+				return true // pg_temp_N, a temporary schema's real name
+			}
+			for _, w := range prefilterByLetter[c-'a'] {
 				if asciiFoldEq(v, w) {
 					return true
 				}

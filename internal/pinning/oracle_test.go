@@ -116,6 +116,8 @@ CREATE SEQUENCE x;
 CREATE FUNCTION public.nextval(text) RETURNS bigint LANGUAGE sql AS $$ SELECT pg_catalog.nextval($1::regclass) $$;
 CREATE FUNCTION app.set_tenant(text) RETURNS text LANGUAGE sql AS $$ SELECT set_config('app.tenant', $1, false) $$;
 CREATE PROCEDURE refresh_rollups() LANGUAGE plpgsql AS $$ BEGIN PERFORM count(*) FROM orders; END $$;
+CREATE FOREIGN DATA WRAPPER oracle_fdw;
+CREATE SERVER oracle_srv FOREIGN DATA WRAPPER oracle_fdw;
 GRANT USAGE ON SCHEMA app TO PUBLIC;
 GRANT ALL ON ALL TABLES IN SCHEMA public TO PUBLIC;
 GRANT ALL ON ALL SEQUENCES IN SCHEMA public TO PUBLIC;
@@ -131,7 +133,7 @@ DO $$ BEGIN CREATE ROLE app_user NOLOGIN; EXCEPTION WHEN duplicate_object OR uni
 // customSettings are the placeholder (dotted) parameters the corpus sets.
 var customSettings = []string{
 	"a.b", "app.tenant_id", "app.t", "app.x", "app.tenant",
-	"pghistory.context_id", "pghistory.context_metadata",
+	"pghistory.context_id", "pghistory.context_metadata", "x.y",
 }
 
 func oracleConfig(t *testing.T) *pgx.ConnConfig {
@@ -149,12 +151,14 @@ func oracleConfig(t *testing.T) *pgx.ConnConfig {
 	return cfg
 }
 
-func TestOracle(t *testing.T) {
+// oracleDatabase creates a scratch database with oracleSchema for this run
+// and returns a function that opens a connection to it (closed when the
+// calling test ends). Outside CI it skips when PostgreSQL is unreachable.
+func oracleDatabase(ctx context.Context, t *testing.T) func(*testing.T) *pgx.Conn {
+	t.Helper()
 	if testing.Short() {
 		t.Skip("oracle test needs PostgreSQL")
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
 	base := oracleConfig(t)
 	addr := net.JoinHostPort(base.Host, strconv.Itoa(int(base.Port)))
 	admin, err := pgx.ConnectConfig(ctx, base)
@@ -165,10 +169,10 @@ func TestOracle(t *testing.T) {
 		t.Skipf("PostgreSQL at %s unreachable; set RDSPROXY_TEST_DATABASE to run the oracle test: %v", addr, err)
 	}
 
-	// A scratch database per run keeps the corpus's unqualified names (and
-	// public.nextval, schema app) away from anything else on the server,
-	// and lets concurrent runs (race, CGO_ENABLED=0) coexist.
-	dbName := fmt.Sprintf("rdsproxy_pinning_oracle_%d", os.Getpid())
+	// A scratch database per test and run keeps the corpus's unqualified
+	// names (and public.nextval, schema app) away from anything else on the
+	// server, and lets concurrent runs (race, CGO_ENABLED=0) coexist.
+	dbName := fmt.Sprintf("rdsproxy_pinning_%s_%d", strings.ToLower(t.Name()), os.Getpid())
 	_, err = admin.Exec(ctx, "DROP DATABASE IF EXISTS "+dbName+" WITH (FORCE)")
 	require.NoError(t, err)
 	_, err = admin.Exec(ctx, "CREATE DATABASE "+dbName)
@@ -191,6 +195,13 @@ func TestOracle(t *testing.T) {
 		return c
 	}
 	require.NoError(t, execAll(ctx, connect(t).PgConn(), oracleSchema))
+	return connect
+}
+
+func TestOracle(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	connect := oracleDatabase(ctx, t)
 
 	rows := loadCorpus(t)
 	rows = append(rows, corpusRow{id: "size", verdict: "pins", sql: "SELECT '" + strings.Repeat("a", MaxStatementBytes) + "'"})
@@ -294,6 +305,21 @@ func probe(ctx context.Context, t *testing.T, c *pgconn.PgConn) []string {
 		`SELECT 'listen ' || c FROM pg_listening_channels() c`,
 		`SELECT 'advisory ' || classid || '/' || objid || '/' || objsubid || '/' || mode FROM pg_locks WHERE locktype = 'advisory' AND pid = pg_backend_pid()`,
 		`SELECT 'temp ' || relname FROM pg_class WHERE relnamespace = pg_my_temp_schema()`,
+		// Every other kind of object a session can create in pg_temp.
+		`SELECT 'temp ' || k || ' ' || n FROM (
+		   SELECT 'function' k, proname::text n, pronamespace s FROM pg_proc
+		   UNION ALL SELECT 'type', typname, typnamespace FROM pg_type
+		   UNION ALL SELECT 'operator', oprname, oprnamespace FROM pg_operator
+		   UNION ALL SELECT 'opfamily', opfname, opfnamespace FROM pg_opfamily
+		   UNION ALL SELECT 'opclass', opcname, opcnamespace FROM pg_opclass
+		   UNION ALL SELECT 'collation', collname, collnamespace FROM pg_collation
+		   UNION ALL SELECT 'conversion', conname, connamespace FROM pg_conversion
+		   UNION ALL SELECT 'statistics', stxname, stxnamespace FROM pg_statistic_ext
+		   UNION ALL SELECT 'ts config', cfgname, cfgnamespace FROM pg_ts_config
+		   UNION ALL SELECT 'ts dictionary', dictname, dictnamespace FROM pg_ts_dict
+		   UNION ALL SELECT 'ts parser', prsname, prsnamespace FROM pg_ts_parser
+		   UNION ALL SELECT 'ts template', tmplname, tmplnamespace FROM pg_ts_template
+		 ) o WHERE s = pg_my_temp_schema()`,
 		`SELECT 'loaded auto_explain' WHERE EXISTS (SELECT FROM pg_settings WHERE name LIKE 'auto_explain.%')`,
 		// A placeholder left defined with an empty value (after SET LOCAL or
 		// set_config(..., true)) carries no value, so it is not counted.
