@@ -4,10 +4,16 @@
 // SigV4 signature recomputed with the SDK), answers with RDS Proxy's error
 // texts, and relays authenticated sessions to a real PostgreSQL or PgBouncer.
 //
-// What it does not emulate: multiplexing and pinning (each client session gets
-// its own backend connection for its whole life), the borrow wait (the
-// borrow-timeout fault answers at once), InitQuery, the 24 h client lifetime,
-// direct SSL negotiation (sslnegotiation=direct) and SCRAM towards the backend.
+// Pinning is accounted, not enacted: the emulator inspects each client's
+// statements as the proxy does (through the project's pinning analyzer, plus
+// named protocol-level prepared statements and the 16384-byte rule) and
+// reports the sessions it would have pinned (PinnedNow, PinnedTotal,
+// PinnedSessions), but every client session has its own backend connection
+// for its whole life anyway: there is no multiplexing.
+//
+// What it does not emulate: multiplexing, the borrow wait (the borrow-timeout
+// fault answers at once), InitQuery, the 24 h client lifetime, direct SSL
+// negotiation (sslnegotiation=direct) and SCRAM towards the backend.
 package proxyemu
 
 import (
@@ -72,6 +78,16 @@ type Config struct {
 	// direction and no request in flight for this long (real time), like the
 	// proxy's IdleClientTimeout: the client sees EOF on next use. 0 = off.
 	IdleClientTimeout time.Duration
+
+	// NamedPrepareDoesNotPin stops a protocol-level Parse with a statement
+	// name from pinning. By default it pins (PinReasonNamedPrepare): RDS
+	// Proxy probably no longer pins on it (nothing from AWS says so either
+	// way), but a named statement exists only on the backend connection that
+	// parsed it, so a multiplexed client that uses it again can land on a
+	// backend where it does not exist. The project advises against named
+	// statements behind the proxy and counts them as pinning; set this to
+	// emulate a proxy that handles them.
+	NamedPrepareDoesNotPin bool
 }
 
 // Proxy is a running emulator.
@@ -79,15 +95,19 @@ type Proxy struct {
 	cfg  Config
 	now  func() time.Time
 	pki  *testPKI
-	ln   net.Listener
 	addr string
 	port uint16
 
+	ctl      sync.Mutex // serialises Close
 	wg       sync.WaitGroup
 	mu       sync.Mutex
+	ln       net.Listener // nil once closed
 	closed   bool
 	sessions map[*session]struct{}
 	tokens   map[[sha256.Size]byte]struct{}
+
+	sessionIDs  atomic.Uint64
+	pinnedTotal atomic.Int64
 
 	auths         atomic.Int64
 	rejects       atomic.Int64
@@ -123,14 +143,14 @@ func Start(cfg Config) (*Proxy, error) {
 		p.now = time.Now
 	}
 	p.wg.Add(1)
-	go p.acceptLoop()
+	go p.acceptLoop(ln)
 	return p, nil
 }
 
-func (p *Proxy) acceptLoop() {
+func (p *Proxy) acceptLoop(ln net.Listener) {
 	defer p.wg.Done()
 	for {
-		c, err := p.ln.Accept()
+		c, err := ln.Accept()
 		if err != nil {
 			var ne net.Error
 			if errors.As(err, &ne) && ne.Timeout() {
@@ -138,9 +158,9 @@ func (p *Proxy) acceptLoop() {
 			}
 			return // listener closed
 		}
-		s := &session{p: p, raw: c}
+		s := &session{p: p, raw: c, id: p.sessionIDs.Add(1)}
 		p.mu.Lock()
-		if p.closed {
+		if p.ln != ln { // closed meanwhile
 			p.mu.Unlock()
 			_ = c.Close()
 			return
@@ -184,19 +204,29 @@ func (p *Proxy) CACertPool() *x509.CertPool {
 func (p *Proxy) CAPEM() []byte { return append([]byte(nil), p.pki.caPEM...) }
 
 // Close stops listening, closes every client and backend connection and waits
-// for all goroutines to end.
-func (p *Proxy) Close() error {
+// for all goroutines to end. It is idempotent.
+func (p *Proxy) Close() error { return p.shutdown(true) }
+
+func (p *Proxy) shutdown(final bool) error {
+	p.ctl.Lock()
+	defer p.ctl.Unlock()
 	p.mu.Lock()
 	if p.closed {
 		p.mu.Unlock()
 		return nil
 	}
-	p.closed = true
-	err := p.ln.Close()
+	p.closed = final
+	var err error
+	if p.ln != nil {
+		err = p.ln.Close()
+		p.ln = nil
+	}
 	for s := range p.sessions {
 		s.close()
 	}
 	p.mu.Unlock()
+	// No goroutine is added once ln is nil (acceptLoop checks under mu), so
+	// this waits for the accept loop and every session to end.
 	p.wg.Wait()
 	return err
 }
