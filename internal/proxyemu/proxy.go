@@ -11,6 +11,10 @@
 // PinnedSessions), but every client session has its own backend connection
 // for its whole life anyway: there is no multiplexing.
 //
+// A front door can stand for the proxy's read-only endpoint (Config.ReadOnly)
+// and can be stopped and restarted on the same port (Stop, Restart), so that
+// tests can take an endpoint away and bring it back.
+//
 // What it does not emulate: multiplexing, the borrow wait (the borrow-timeout
 // fault answers at once), InitQuery, the 24 h client lifetime, direct SSL
 // negotiation (sslnegotiation=direct) and SCRAM towards the backend.
@@ -88,7 +92,26 @@ type Config struct {
 	// statements behind the proxy and counts them as pinning; set this to
 	// emulate a proxy that handles them.
 	NamedPrepareDoesNotPin bool
+
+	// ReadOnly makes this front door stand for the proxy's read-only endpoint
+	// (an Aurora reader behind it): every backend session starts with
+	// default_transaction_read_only=on, sent as a startup parameter, so writes
+	// fail with SQLSTATE 25006 (read_only_sql_transaction) as on a reader, and
+	// the client sees ParameterStatus default_transaction_read_only=on.
+	// It is a stand-in: a client can still write after
+	// SET default_transaction_read_only = off (which pins, as every SET does)
+	// or in a BEGIN READ WRITE transaction, which an Aurora reader refuses.
+	// The backend must be PostgreSQL; PgBouncer 1.18 refuses the startup
+	// parameter.
+	ReadOnly bool
 }
+
+// readOnlyParameter is the startup parameter that makes a ReadOnly door's
+// backend sessions read-only.
+const readOnlyParameter = "default_transaction_read_only"
+
+// errClosed is returned by Restart after Close.
+var errClosed = errors.New("proxyemu: emulator is closed")
 
 // Proxy is a running emulator.
 type Proxy struct {
@@ -98,10 +121,10 @@ type Proxy struct {
 	addr string
 	port uint16
 
-	ctl      sync.Mutex // serialises Close
+	ctl      sync.Mutex // serialises Stop, Restart and Close
 	wg       sync.WaitGroup
 	mu       sync.Mutex
-	ln       net.Listener // nil once closed
+	ln       net.Listener // nil while stopped or closed
 	closed   bool
 	sessions map[*session]struct{}
 	tokens   map[[sha256.Size]byte]struct{}
@@ -116,7 +139,7 @@ type Proxy struct {
 	lastReject    atomic.Pointer[string]
 }
 
-// Start listens on 127.0.0.1 on a free port and serves until Close.
+// Start listens on 127.0.0.1 on a free port and serves until Stop or Close.
 func Start(cfg Config) (*Proxy, error) {
 	if cfg.Region == "" || cfg.Credentials == nil || cfg.Backend == "" {
 		return nil, errors.New("proxyemu: Region, Credentials and Backend are required")
@@ -160,7 +183,7 @@ func (p *Proxy) acceptLoop(ln net.Listener) {
 		}
 		s := &session{p: p, raw: c, id: p.sessionIDs.Add(1)}
 		p.mu.Lock()
-		if p.ln != ln { // closed meanwhile
+		if p.ln != ln { // stopped or closed meanwhile
 			p.mu.Unlock()
 			_ = c.Close()
 			return
@@ -204,8 +227,49 @@ func (p *Proxy) CACertPool() *x509.CertPool {
 func (p *Proxy) CAPEM() []byte { return append([]byte(nil), p.pki.caPEM...) }
 
 // Close stops listening, closes every client and backend connection and waits
-// for all goroutines to end. It is idempotent.
+// for all goroutines to end. It is idempotent; the emulator cannot be
+// restarted after it.
 func (p *Proxy) Close() error { return p.shutdown(true) }
+
+// Stop takes the endpoint away, as when the instance behind it goes down:
+// the port stops listening (new dials are refused), every client session is
+// closed (clients see EOF on next use) and Stop returns once they are all
+// gone. Counters, fault settings and the CA are kept; Restart serves again on
+// the same port. Stop on a stopped emulator does nothing.
+func (p *Proxy) Stop() error { return p.shutdown(false) }
+
+// Restart listens again on the same address after Stop, with the same CA and
+// server certificate, so clients that trust CAPEM connect as before. It
+// does nothing if the emulator is serving and fails after Close, or if the
+// port was taken by someone else meanwhile.
+func (p *Proxy) Restart() error {
+	p.ctl.Lock()
+	defer p.ctl.Unlock()
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.closed {
+		return errClosed
+	}
+	if p.ln != nil {
+		return nil
+	}
+	ln, err := net.Listen("tcp", p.addr)
+	if err != nil {
+		return fmt.Errorf("proxyemu: listen again on %s: %w", p.addr, err)
+	}
+	p.ln = ln
+	p.wg.Add(1)
+	go p.acceptLoop(ln)
+	return nil
+}
+
+// Serving reports whether the emulator accepts connections (false after Stop
+// until Restart, and after Close).
+func (p *Proxy) Serving() bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.ln != nil
+}
 
 func (p *Proxy) shutdown(final bool) error {
 	p.ctl.Lock()

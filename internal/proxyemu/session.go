@@ -180,6 +180,9 @@ func (s *session) startup(be *pgproto3.Backend, client net.Conn, m *pgproto3.Sta
 	if s.p.cfg.BackendDatabase != "" {
 		params["database"] = s.p.cfg.BackendDatabase
 	}
+	if s.p.cfg.ReadOnly {
+		params[readOnlyParameter] = "on"
+	}
 	bc, err := net.DialTimeout("tcp", s.p.cfg.Backend, dialTimeout)
 	if err != nil {
 		fatal(be, "08006", "proxyemu: cannot reach backend "+s.p.cfg.Backend)
