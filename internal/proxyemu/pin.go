@@ -121,9 +121,14 @@ func classify(sql string) verdict {
 // simple Query destroys the unnamed statement and portal. Portals are not
 // dropped at transaction end (the client cannot execute them then anyway).
 //
-// Once pinned, nothing more is inspected: a pinned session costs the relay
-// nothing, and only unpinned sessions pay for the analyzer's prefilter on
-// Query and Parse texts.
+// Cost: the inspection runs on the relay path, before the message is
+// forwarded. Doing it after forwarding would need the backend's reply held
+// back until the verdict is in, and holding replies while the client is
+// still sending can deadlock a pipelining client. So it stays cheap instead:
+// Bind and Execute only look up names; Query and Parse texts go through the
+// analyzer's prefilter (no parse unless a trigger word appears) and one copy
+// of the text; and once pinned, nothing more is inspected. BenchmarkRelay
+// and BenchmarkPinTrackerInspect measure it.
 type pinTracker struct {
 	namedPrepareDoesNotPin bool
 	pinned                 bool
