@@ -160,7 +160,7 @@ func (t *pinTracker) inspect(typ byte, body []byte) verdict {
 		}
 		t.stmts = setVerdict(t.stmts, &t.unnamedStmt, name, classify(string(sql)))
 	case 'B':
-		if !t.unnamedStmt.pins() && len(t.stmts) == 0 && len(t.portals) == 0 {
+		if !t.unnamedStmt.pins() && !t.unnamedPortal.pins() && len(t.stmts) == 0 && len(t.portals) == 0 {
 			return verdict{} // the common case: nothing pending
 		}
 		portal, rest := cstring(body)

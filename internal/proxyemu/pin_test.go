@@ -233,6 +233,54 @@ func TestPinningWithFaults(t *testing.T) {
 	assert.EqualValues(t, 2, p.PinnedTotal())
 }
 
+// Message sequences a client library may send, checked against the tracker
+// alone (pgx cannot be made to send some of them).
+func TestPinTrackerSequences(t *testing.T) {
+	const pins, plain = "SELECT set_config('a.b', $1, false)", "SELECT $1::int"
+	parse := func(name, sql string) []byte { return append(append(append([]byte(name), 0), sql...), 0, 0, 0) }
+	bind := func(portal, stmt string) []byte {
+		return append(append(append(append([]byte(portal), 0), stmt...), 0), 0, 0, 0, 0, 0, 0)
+	}
+	execute := func(portal string) []byte { return append(append([]byte(portal), 0), 0, 0, 0, 0) }
+	closeMsg := func(kind byte, name string) []byte { return append(append([]byte{kind}, name...), 0) }
+	type msg struct {
+		typ  byte
+		body []byte
+	}
+	cases := []struct {
+		name string
+		msgs []msg
+		want pinning.Reason // of the last message; earlier ones must not pin
+	}{
+		{"unnamed portal rebound from a plain statement",
+			[]msg{{'P', parse("", pins)}, {'B', bind("", "")}, {'P', parse("", plain)}, {'B', bind("", "")}, {'E', execute("")}}, ""},
+		{"named portal executed",
+			[]msg{{'P', parse("", pins)}, {'B', bind("p1", "")}, {'B', bind("", "")}, {'P', parse("", plain)}, {'E', execute("p1")}}, pinning.ReasonSessionSetting},
+		{"named portal closed",
+			[]msg{{'P', parse("", pins)}, {'B', bind("p1", "")}, {'C', closeMsg('P', "p1")}, {'E', execute("p1")}}, ""},
+		{"named statement closed",
+			[]msg{{'P', parse("s1", pins)}, {'C', closeMsg('S', "s1")}, {'B', bind("", "s1")}, {'E', execute("")}}, ""},
+		{"named statement bound later",
+			[]msg{{'P', parse("s1", pins)}, {'P', parse("", plain)}, {'B', bind("", "s1")}, {'E', execute("")}}, pinning.ReasonSessionSetting},
+		{"query destroys the unnamed portal",
+			[]msg{{'P', parse("", pins)}, {'B', bind("", "")}, {'Q', []byte("SELECT 1\x00")}, {'E', execute("")}}, ""},
+		{"malformed messages", []msg{{'P', nil}, {'B', []byte("x")}, {'C', nil}, {'E', nil}}, ""},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			tr := pinTracker{namedPrepareDoesNotPin: true}
+			for i, m := range tc.msgs {
+				v := tr.inspect(m.typ, m.body)
+				if i < len(tc.msgs)-1 {
+					require.False(t, v.pins(), "message %d (%c) pinned", i, m.typ)
+				} else {
+					assert.Equal(t, tc.want, v.reason)
+				}
+			}
+		})
+	}
+}
+
 // Benchmarks the inspection alone, per client message, for an unpinned session.
 func BenchmarkPinTrackerInspect(b *testing.B) {
 	query := func(sql string) []byte { return append([]byte(sql), 0) }
