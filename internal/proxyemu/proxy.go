@@ -97,7 +97,8 @@ type Config struct {
 	// (an Aurora reader behind it): every backend session starts with
 	// default_transaction_read_only=on, sent as a startup parameter, so writes
 	// fail with SQLSTATE 25006 (read_only_sql_transaction) as on a reader, and
-	// the client sees ParameterStatus default_transaction_read_only=on.
+	// the client sees ParameterStatus default_transaction_read_only=on
+	// (PostgreSQL 14 and later report it).
 	// It is a stand-in: a client can still write after
 	// SET default_transaction_read_only = off (which pins, as every SET does)
 	// or in a BEGIN READ WRITE transaction, which an Aurora reader refuses.
