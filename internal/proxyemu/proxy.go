@@ -4,10 +4,20 @@
 // SigV4 signature recomputed with the SDK), answers with RDS Proxy's error
 // texts, and relays authenticated sessions to a real PostgreSQL or PgBouncer.
 //
-// What it does not emulate: multiplexing and pinning (each client session gets
-// its own backend connection for its whole life), the borrow wait (the
-// borrow-timeout fault answers at once), InitQuery, the 24 h client lifetime,
-// direct SSL negotiation (sslnegotiation=direct) and SCRAM towards the backend.
+// Pinning is accounted, not enacted: the emulator inspects each client's
+// statements as the proxy does (through the project's pinning analyzer, plus
+// named protocol-level prepared statements and the 16384-byte rule) and
+// reports the sessions it would have pinned (PinnedNow, PinnedTotal,
+// PinnedSessions), but every client session has its own backend connection
+// for its whole life anyway: there is no multiplexing.
+//
+// A front door can stand for the proxy's read-only endpoint (Config.ReadOnly)
+// and can be stopped and restarted on the same port (Stop, Restart), so that
+// tests can take an endpoint away and bring it back.
+//
+// What it does not emulate: multiplexing, the borrow wait (the borrow-timeout
+// fault answers at once), InitQuery, the 24 h client lifetime, direct SSL
+// negotiation (sslnegotiation=direct) and SCRAM towards the backend.
 package proxyemu
 
 import (
@@ -72,22 +82,56 @@ type Config struct {
 	// direction and no request in flight for this long (real time), like the
 	// proxy's IdleClientTimeout: the client sees EOF on next use. 0 = off.
 	IdleClientTimeout time.Duration
+
+	// NamedPrepareDoesNotPin stops a protocol-level Parse with a statement
+	// name from pinning. By default it pins (PinReasonNamedPrepare): RDS
+	// Proxy probably no longer pins on it (nothing from AWS says so either
+	// way), but a named statement exists only on the backend connection that
+	// parsed it, so a multiplexed client that uses it again can land on a
+	// backend where it does not exist. The project advises against named
+	// statements behind the proxy and counts them as pinning; set this to
+	// emulate a proxy that handles them.
+	NamedPrepareDoesNotPin bool
+
+	// ReadOnly makes this front door stand for the proxy's read-only endpoint
+	// (an Aurora reader behind it): every backend session starts with
+	// default_transaction_read_only=on, sent as a startup parameter, so writes
+	// fail with SQLSTATE 25006 (read_only_sql_transaction) as on a reader, and
+	// the client sees ParameterStatus default_transaction_read_only=on
+	// (PostgreSQL 14 and later report it).
+	// It is a stand-in: a client can still write after
+	// SET default_transaction_read_only = off (which pins, as every SET does)
+	// or in a BEGIN READ WRITE transaction, which an Aurora reader refuses.
+	// The backend must be PostgreSQL; PgBouncer 1.18 refuses the startup
+	// parameter.
+	ReadOnly bool
 }
+
+// readOnlyParameter is the startup parameter that makes a ReadOnly door's
+// backend sessions read-only.
+const readOnlyParameter = "default_transaction_read_only"
+
+// errClosed is returned by Restart after Close.
+var errClosed = errors.New("proxyemu: emulator is closed")
 
 // Proxy is a running emulator.
 type Proxy struct {
 	cfg  Config
 	now  func() time.Time
 	pki  *testPKI
-	ln   net.Listener
 	addr string
 	port uint16
 
+	ctl      sync.Mutex // serialises Stop, Restart and Close
 	wg       sync.WaitGroup
 	mu       sync.Mutex
+	ln       net.Listener // nil while stopped or closed
 	closed   bool
 	sessions map[*session]struct{}
 	tokens   map[[sha256.Size]byte]struct{}
+
+	sessionIDs  atomic.Uint64
+	pinnedTotal atomic.Int64
 
 	auths         atomic.Int64
 	rejects       atomic.Int64
@@ -96,7 +140,7 @@ type Proxy struct {
 	lastReject    atomic.Pointer[string]
 }
 
-// Start listens on 127.0.0.1 on a free port and serves until Close.
+// Start listens on 127.0.0.1 on a free port and serves until Stop or Close.
 func Start(cfg Config) (*Proxy, error) {
 	if cfg.Region == "" || cfg.Credentials == nil || cfg.Backend == "" {
 		return nil, errors.New("proxyemu: Region, Credentials and Backend are required")
@@ -123,14 +167,14 @@ func Start(cfg Config) (*Proxy, error) {
 		p.now = time.Now
 	}
 	p.wg.Add(1)
-	go p.acceptLoop()
+	go p.acceptLoop(ln)
 	return p, nil
 }
 
-func (p *Proxy) acceptLoop() {
+func (p *Proxy) acceptLoop(ln net.Listener) {
 	defer p.wg.Done()
 	for {
-		c, err := p.ln.Accept()
+		c, err := ln.Accept()
 		if err != nil {
 			var ne net.Error
 			if errors.As(err, &ne) && ne.Timeout() {
@@ -138,9 +182,9 @@ func (p *Proxy) acceptLoop() {
 			}
 			return // listener closed
 		}
-		s := &session{p: p, raw: c}
+		s := &session{p: p, raw: c, id: p.sessionIDs.Add(1)}
 		p.mu.Lock()
-		if p.closed {
+		if p.ln != ln { // stopped or closed meanwhile
 			p.mu.Unlock()
 			_ = c.Close()
 			return
@@ -184,19 +228,70 @@ func (p *Proxy) CACertPool() *x509.CertPool {
 func (p *Proxy) CAPEM() []byte { return append([]byte(nil), p.pki.caPEM...) }
 
 // Close stops listening, closes every client and backend connection and waits
-// for all goroutines to end.
-func (p *Proxy) Close() error {
+// for all goroutines to end. It is idempotent; the emulator cannot be
+// restarted after it.
+func (p *Proxy) Close() error { return p.shutdown(true) }
+
+// Stop takes the endpoint away, as when the instance behind it goes down:
+// the port stops listening (new dials are refused), every client session is
+// closed (clients see EOF on next use) and Stop returns once they are all
+// gone. Counters, fault settings and the CA are kept; Restart serves again on
+// the same port. Stop on a stopped emulator does nothing.
+func (p *Proxy) Stop() error { return p.shutdown(false) }
+
+// Restart listens again on the same address after Stop, with the same CA and
+// server certificate, so clients that trust CAPEM connect as before. It
+// does nothing if the emulator is serving and fails after Close, or if the
+// port was taken by someone else meanwhile.
+func (p *Proxy) Restart() error {
+	p.ctl.Lock()
+	defer p.ctl.Unlock()
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.closed {
+		return errClosed
+	}
+	if p.ln != nil {
+		return nil
+	}
+	ln, err := net.Listen("tcp", p.addr)
+	if err != nil {
+		return fmt.Errorf("proxyemu: listen again on %s: %w", p.addr, err)
+	}
+	p.ln = ln
+	p.wg.Add(1)
+	go p.acceptLoop(ln)
+	return nil
+}
+
+// Serving reports whether the emulator accepts connections (false after Stop
+// until Restart, and after Close).
+func (p *Proxy) Serving() bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.ln != nil
+}
+
+func (p *Proxy) shutdown(final bool) error {
+	p.ctl.Lock()
+	defer p.ctl.Unlock()
 	p.mu.Lock()
 	if p.closed {
 		p.mu.Unlock()
 		return nil
 	}
-	p.closed = true
-	err := p.ln.Close()
+	p.closed = final
+	var err error
+	if p.ln != nil {
+		err = p.ln.Close()
+		p.ln = nil
+	}
 	for s := range p.sessions {
 		s.close()
 	}
 	p.mu.Unlock()
+	// No goroutine is added once ln is nil (acceptLoop checks under mu), so
+	// this waits for the accept loop and every session to end.
 	p.wg.Wait()
 	return err
 }

@@ -50,7 +50,7 @@ func (c *fakeClock) Advance(d time.Duration) {
 }
 
 // requireBackend skips (or fails on CI) when no PostgreSQL listens locally.
-func requireBackend(t *testing.T) {
+func requireBackend(t testing.TB) {
 	t.Helper()
 	c, err := net.DialTimeout("tcp", pgAddr, 2*time.Second)
 	if err != nil {
@@ -62,7 +62,7 @@ func requireBackend(t *testing.T) {
 	_ = c.Close()
 }
 
-func startProxy(t *testing.T, mods ...func(*Config)) (*Proxy, *fakeClock) {
+func startProxy(t testing.TB, mods ...func(*Config)) (*Proxy, *fakeClock) {
 	t.Helper()
 	clk := &fakeClock{t: time.Now()}
 	cfg := Config{Region: region, Credentials: staticCreds, Backend: pgAddr, Now: clk.Now}
@@ -75,14 +75,14 @@ func startProxy(t *testing.T, mods ...func(*Config)) (*Proxy, *fakeClock) {
 	return p, clk
 }
 
-func token(t *testing.T, endpoint, region, user string, creds aws.CredentialsProvider) string {
+func token(t testing.TB, endpoint, region, user string, creds aws.CredentialsProvider) string {
 	t.Helper()
 	tok, err := auth.BuildAuthToken(context.Background(), endpoint, region, user, creds)
 	require.NoError(t, err)
 	return tok
 }
 
-func connConfig(t *testing.T, p *Proxy, user, password string, useTLS bool) *pgconn.Config {
+func connConfig(t testing.TB, p *Proxy, user, password string, useTLS bool) *pgconn.Config {
 	t.Helper()
 	cfg, err := pgconn.ParseConfig(fmt.Sprintf("host=%s port=%d user=%s database=postgres sslmode=disable connect_timeout=10",
 		p.Host(), p.Port(), user))
@@ -95,7 +95,7 @@ func connConfig(t *testing.T, p *Proxy, user, password string, useTLS bool) *pgc
 	return cfg
 }
 
-func connect(t *testing.T, p *Proxy, user, password string) (*pgconn.PgConn, error) {
+func connect(t testing.TB, p *Proxy, user, password string) (*pgconn.PgConn, error) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
 	defer cancel()

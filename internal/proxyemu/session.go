@@ -26,6 +26,13 @@ const maxFrameLen = 1 << 30
 type session struct {
 	p   *Proxy
 	raw net.Conn // the accepted TCP conn; closing it ends TLS too
+	id  uint64
+
+	// Set during the handshake, read by the relay (which starts after it).
+	appName    string
+	backendPID uint32
+
+	pin *PinnedSession // guarded by p.mu; nil until the session pins
 
 	mu      sync.Mutex
 	closed  bool
@@ -130,6 +137,7 @@ func (s *session) serve() {
 func (s *session) startup(be *pgproto3.Backend, client net.Conn, m *pgproto3.StartupMessage) {
 	params := maps.Clone(m.Parameters)
 	user := params["user"]
+	s.appName = params["application_name"]
 	if user == "" {
 		fatal(be, "28000", "no PostgreSQL user name specified in startup packet")
 		return
@@ -172,6 +180,9 @@ func (s *session) startup(be *pgproto3.Backend, client net.Conn, m *pgproto3.Sta
 	if s.p.cfg.BackendDatabase != "" {
 		params["database"] = s.p.cfg.BackendDatabase
 	}
+	if s.p.cfg.ReadOnly {
+		params[readOnlyParameter] = "on"
+	}
 	bc, err := net.DialTimeout("tcp", s.p.cfg.Backend, dialTimeout)
 	if err != nil {
 		fatal(be, "08006", "proxyemu: cannot reach backend "+s.p.cfg.Backend)
@@ -211,6 +222,9 @@ func (s *session) startup(be *pgproto3.Backend, client net.Conn, m *pgproto3.Sta
 			be.Send(bm)
 			_ = be.Flush()
 			return
+		case *pgproto3.BackendKeyData:
+			s.backendPID = bm.ProcessID
+			be.Send(bm)
 		case *pgproto3.ReadyForQuery:
 			be.Send(bm)
 			if err := be.Flush(); err != nil {
@@ -317,6 +331,7 @@ func (s *session) clientToBackend(client, backend net.Conn) {
 	w := bufio.NewWriterSize(backend, 32<<10)
 	var buf []byte
 	swallowing := false // dropping an extended-protocol batch refused with a borrow timeout
+	pins := pinTracker{namedPrepareDoesNotPin: s.p.cfg.NamedPrepareDoesNotPin}
 	for {
 		typ, frame, err := readFrame(r, buf)
 		buf = frame
@@ -343,6 +358,11 @@ func (s *session) clientToBackend(client, backend net.Conn) {
 				swallowing = true
 			}
 			continue
+		}
+		if !pins.pinned {
+			if v := pins.inspect(typ, frame[5:]); v.pins() {
+				s.p.markPinned(s, v)
+			}
 		}
 		if _, err := w.Write(frame); err != nil {
 			return
