@@ -36,17 +36,18 @@ type Finding struct {
 	Justification string
 }
 
-// Message is the finding without its position: reasons, fingerprint, remedy.
+// Message is the finding without its position: reasons, fingerprint,
+// (remedy) and [note].
 func (f Finding) Message() string {
 	rs := make([]string, len(f.Reasons))
 	for i, r := range f.Reasons {
 		rs[i] = string(r)
 	}
-	msg := strings.Join(rs, ",") + ": " + f.Statement
+	msg := strings.Join(rs, ",") + ": " + f.Statement + " (" + f.Remedy + ")"
 	if f.Note != "" {
 		msg += " [" + f.Note + "]"
 	}
-	return msg + " (" + f.Remedy + ")"
+	return msg
 }
 
 // Unchecked is SQL the analyzer could not evaluate (built at run time). It

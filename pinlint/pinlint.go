@@ -238,7 +238,8 @@ func calledFunc(info *types.Info, call *ast.CallExpr) *types.Func {
 	return staticCallee(info, call)
 }
 
-// origin is a constant value and where it is written.
+// origin is a constant value and where it is written, if that is in a
+// caller (NoPos: at the use).
 type origin struct {
 	val types.TypeAndValue
 	pos token.Pos
@@ -250,6 +251,9 @@ type origin struct {
 // value could not be determined.
 func (p *pass) resolve(e ast.Expr, depth int) (vals []origin, complete bool) {
 	if tv, ok := p.TypesInfo.Types[e]; ok && tv.Value != nil {
+		if depth == 0 {
+			return []origin{{tv, token.NoPos}}, true // written where it is used
+		}
 		return []origin{{tv, e.Pos()}}, true
 	}
 	id, ok := ast.Unparen(e).(*ast.Ident)
