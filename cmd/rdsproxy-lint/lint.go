@@ -49,29 +49,35 @@ func isSQLInput(name string) bool {
 // classify sorts args. A pattern dir/... also searches dir recursively for
 // .sql files, a plain directory only itself; a directory without Go files is
 // searched but not loaded as a package.
-func classify(args []string) (inputs, error) {
+func classify(wd string, args []string) (inputs, error) {
 	if len(args) == 0 {
 		args = []string{"./..."}
 	}
 	var in inputs
+	abs := func(p string) string {
+		if filepath.IsAbs(p) {
+			return p
+		}
+		return filepath.Join(wd, p)
+	}
 	for _, a := range args {
 		if isSQLInput(a) {
-			if _, err := os.Stat(a); err != nil {
+			if _, err := os.Stat(abs(a)); err != nil {
 				return in, err
 			}
-			in.files = append(in.files, a)
+			in.files = append(in.files, abs(a))
 			continue
 		}
 		if dir, ok := strings.CutSuffix(a, "/..."); ok {
 			if dir == "." || strings.HasPrefix(dir, "./") || strings.HasPrefix(dir, "../") || filepath.IsAbs(dir) {
-				in.dirs = append(in.dirs, walkDir{dir, true})
+				in.dirs = append(in.dirs, walkDir{abs(dir), true})
 			}
 			in.patterns = append(in.patterns, a)
 			continue
 		}
-		if st, err := os.Stat(a); err == nil && st.IsDir() {
-			in.dirs = append(in.dirs, walkDir{a, false})
-			if hasGoFiles(a) {
+		if st, err := os.Stat(abs(a)); err == nil && st.IsDir() {
+			in.dirs = append(in.dirs, walkDir{abs(a), false})
+			if hasGoFiles(abs(a)) {
 				in.patterns = append(in.patterns, a)
 			}
 			continue
@@ -88,7 +94,7 @@ func hasGoFiles(dir string) bool {
 
 // lint runs the analyzer over the packages and checks the SQL files.
 func lint(wd string, args []string, o options) (*report, error) {
-	in, err := classify(args)
+	in, err := classify(wd, args)
 	if err != nil {
 		return nil, err
 	}
@@ -109,7 +115,7 @@ func lint(wd string, args []string, o options) (*report, error) {
 	}
 	var all []pinlint.Finding
 	if len(in.patterns) > 0 {
-		res, err := analyzePackages(in.patterns, o)
+		res, err := analyzePackages(wd, in.patterns, o)
 		if err != nil {
 			return nil, err
 		}
@@ -169,8 +175,8 @@ const loadMode = packages.NeedName | packages.NeedFiles | packages.NeedSyntax | 
 // analyzePackages loads the packages and runs the analyzer on each. A package
 // that does not load or type-check is an error: the run's result would be
 // incomplete.
-func analyzePackages(patterns []string, o options) ([]*pinlint.Result, error) {
-	cfg := &packages.Config{Mode: loadMode, Tests: o.tests}
+func analyzePackages(wd string, patterns []string, o options) ([]*pinlint.Result, error) {
+	cfg := &packages.Config{Mode: loadMode, Tests: o.tests, Dir: wd}
 	if o.tags != "" {
 		cfg.BuildFlags = []string{"-tags=" + o.tags}
 	}

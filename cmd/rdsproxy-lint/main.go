@@ -54,7 +54,12 @@ func main() {
 	if isVetInvocation(os.Args[1:]) {
 		unitchecker.Main(pinlint.Analyzer) // does not return
 	}
-	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+	wd, err := os.Getwd()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "rdsproxy-lint:", err)
+		os.Exit(exitError)
+	}
+	os.Exit(run(os.Args[1:], wd, os.Stdout, os.Stderr))
 }
 
 // isVetInvocation reports whether go vet -vettool started the command: it
@@ -82,7 +87,8 @@ type options struct {
 	funcs    multiFlag
 }
 
-func run(args []string, stdout, stderr io.Writer) int {
+// run is the command with its arguments, run in the directory wd.
+func run(args []string, wd string, stdout, stderr io.Writer) int {
 	var o options
 	fs := flag.NewFlagSet("rdsproxy-lint", flag.ContinueOnError)
 	fs.SetOutput(stderr)
@@ -112,11 +118,6 @@ func run(args []string, stdout, stderr io.Writer) int {
 		}
 	}
 	if err := pinlint.SetFuncs(o.funcs...); err != nil {
-		fmt.Fprintln(stderr, "rdsproxy-lint:", err)
-		return exitError
-	}
-	wd, err := os.Getwd()
-	if err != nil {
 		fmt.Fprintln(stderr, "rdsproxy-lint:", err)
 		return exitError
 	}
