@@ -119,3 +119,8 @@ const dsn = "postgres://app@proxy:5432/app?default_query_exec_mode=cache_stateme
 const safeDSN = "postgres://app@proxy:5432/app?default_query_exec_mode=cache_describe"
 
 var kvDSN = "host=proxy default_query_exec_mode = cache_statement" // want `prepared_statement: default_query_exec_mode=cache_statement`
+
+// Prose about the setting is no DSN.
+const doc = "drop default_query_exec_mode=cache_statement: it prepares every statement"
+
+var urlDSN = "postgres://h/db?sslmode=require&default_query_exec_mode=cache_statement&x=1" // want `prepared_statement: default_query_exec_mode=cache_statement`
