@@ -193,9 +193,8 @@ func analyzePackages(wd string, patterns []string, o options) ([]*pinlint.Result
 	if len(msgs) > 0 {
 		return nil, errors.New("packages could not be loaded:\n\t" + strings.Join(slices.Compact(msgs), "\n\t"))
 	}
-	if len(pkgs) == 0 {
-		return nil, fmt.Errorf("no packages match %s", strings.Join(patterns, " "))
-	}
+	// A pattern that matches no packages (a directory of .sql files only)
+	// is no error; an import path that does not exist is a package error.
 	g, err := checker.Analyze([]*analysis.Analyzer{pinlint.Analyzer}, pkgs, nil)
 	if err != nil {
 		return nil, err

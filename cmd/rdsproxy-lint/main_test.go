@@ -283,3 +283,29 @@ func TestLibraryDoesNotBuildTools(t *testing.T) {
 		}
 	}
 }
+
+// TestVetTool runs the command under go vet -vettool, which speaks the
+// unitchecker protocol: the analyzer's findings come out as vet's.
+func TestVetTool(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds the command")
+	}
+	bin := filepath.Join(t.TempDir(), "rdsproxy-lint")
+	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
+		t.Fatalf("build: %v\n%s", err, out)
+	}
+	cmd := exec.Command("go", "vet", "-vettool="+bin, "./sqlc/dbprepared", "./quickstart")
+	cmd.Dir = examplesDir
+	out, err := cmd.CombinedOutput()
+	if err == nil {
+		t.Fatalf("go vet: no failure\n%s", out)
+	}
+	want := "db.go:" + itoa(lineOf(t, "sqlc/dbprepared/db.go", "db.PrepareContext(ctx, createAuthor)")) + ":"
+	if !strings.Contains(string(out), want) || !strings.Contains(string(out), "prepared_statement") {
+		t.Errorf("go vet output lacks %s prepared_statement:\n%s", want, out)
+	}
+	// The quickstart's deliberate pins carry allow-pin comments.
+	if strings.Contains(string(out), "quickstart") {
+		t.Errorf("allowed findings reported by go vet:\n%s", out)
+	}
+}
