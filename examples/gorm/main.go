@@ -73,7 +73,6 @@ func open(dsn string, prepareStmt bool, opts ...rdsproxy.Option) (*gorm.DB, erro
 		return nil, err
 	}
 	db, err := gorm.Open(postgres.New(postgres.Config{Conn: sqlDB}), &gorm.Config{
-		//rdsproxy:allow-pin deliberate: the test turns it on to show that it pins
 		PrepareStmt: prepareStmt, // keep false behind RDS Proxy
 		Logger:      logger.Default.LogMode(logger.Silent),
 	})
