@@ -226,13 +226,11 @@ func contains(list []string, s string) bool {
 // matched as written against the called function's package path, receiver type
 // and name, so import paths with dots need no escaping.
 func parseExtraFunc(v string) (string, sqlMethod, error) {
-	name, idx, ok := strings.Cut(v, ":")
-	if i := strings.LastIndexByte(v, ':'); i >= 0 {
-		name, idx, ok = v[:i], v[i+1:], true
-	}
-	if !ok {
+	i := strings.LastIndexByte(v, ':')
+	if i < 0 {
 		return "", sqlMethod{}, errFuncSyntax(v)
 	}
+	name, idx := v[:i], v[i+1:]
 	n, err := strconv.Atoi(idx)
 	if err != nil || n < 0 || !strings.Contains(name[strings.LastIndexByte(name, '/')+1:], ".") {
 		return "", sqlMethod{}, errFuncSyntax(v)

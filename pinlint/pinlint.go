@@ -176,7 +176,7 @@ func (p *pass) collectAllowances(f *ast.File) {
 // call sites of the package's functions, for following constants through
 // parameters.
 func (p *pass) index(ins *inspector.Inspector) {
-	ins.Preorder([]ast.Node{(*ast.FuncDecl)(nil), (*ast.CallExpr)(nil), (*ast.AssignStmt)(nil), (*ast.IncDecStmt)(nil), (*ast.UnaryExpr)(nil)}, func(n ast.Node) {
+	ins.Preorder([]ast.Node{(*ast.FuncDecl)(nil), (*ast.CallExpr)(nil), (*ast.AssignStmt)(nil), (*ast.UnaryExpr)(nil)}, func(n ast.Node) {
 		switch n := n.(type) {
 		case *ast.FuncDecl:
 			fn, _ := p.TypesInfo.Defs[n.Name].(*types.Func)
@@ -212,14 +212,17 @@ func (p *pass) index(ins *inspector.Inspector) {
 	})
 }
 
-// staticCallee returns the function or concrete method a call invokes, or nil
-// (dynamic calls, conversions, builtins).
+// staticCallee returns the function or method (an interface's included) a
+// call names, or nil (calls of function values, conversions, builtins).
 func staticCallee(info *types.Info, call *ast.CallExpr) *types.Func {
 	var id *ast.Ident
 	switch fun := ast.Unparen(call.Fun).(type) {
 	case *ast.Ident:
 		id = fun
 	case *ast.SelectorExpr:
+		if sel := info.Selections[fun]; sel != nil && sel.Kind() == types.MethodExpr {
+			return nil // T.M(recv, args...): the arguments are shifted; rare enough to leave unchecked
+		}
 		id = fun.Sel
 	case *ast.IndexExpr: // generic instantiation f[T]
 		return staticCallee(info, &ast.CallExpr{Fun: fun.X})
@@ -230,12 +233,6 @@ func staticCallee(info *types.Info, call *ast.CallExpr) *types.Func {
 	}
 	fn, _ := info.Uses[id].(*types.Func)
 	return fn
-}
-
-// calledFunc returns the function or method (concrete or interface) a call
-// invokes, or nil.
-func calledFunc(info *types.Info, call *ast.CallExpr) *types.Func {
-	return staticCallee(info, call)
 }
 
 // origin is a constant value and where it is written, if that is in a
@@ -287,7 +284,7 @@ func (p *pass) resolve(e ast.Expr, depth int) (vals []origin, complete bool) {
 
 // call checks a call to a known database API.
 func (p *pass) call(call *ast.CallExpr) {
-	fn := calledFunc(p.TypesInfo, call)
+	fn := staticCallee(p.TypesInfo, call)
 	if fn == nil {
 		return
 	}

@@ -124,3 +124,13 @@ var kvDSN = "host=proxy default_query_exec_mode = cache_statement" // want `prep
 const doc = "drop default_query_exec_mode=cache_statement: it prepares every statement"
 
 var urlDSN = "postgres://h/db?sslmode=require&default_query_exec_mode=cache_statement&x=1" // want `prepared_statement: default_query_exec_mode=cache_statement`
+
+// A method expression shifts the arguments by one: not matched.
+func methodExpr(db *sql.DB) { (*sql.DB).Exec(db, "SELECT 1") }
+
+// Generic helpers are followed like others.
+func genericRun[T any](db *sql.DB, q string, _ T) {
+	db.Exec(q) // want `load: LOAD \?`
+}
+
+func callGeneric(db *sql.DB) { genericRun[int](db, "LOAD 'x'", 1) }
