@@ -50,7 +50,7 @@ func (f Finding) Message() string {
 	return msg
 }
 
-// Unchecked is SQL the analyzer could not evaluate (built at run time). It
+// Unchecked is SQL the analyzer could not evaluate: not a constant. It
 // is never a finding: the runtime check sees it.
 type Unchecked struct {
 	Pos    token.Position

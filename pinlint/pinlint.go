@@ -19,7 +19,7 @@
 // declaring package and receiver type. It also reports every database/sql,
 // pgx and sqlx Prepare call, GORM's PrepareStmt set to true, and DSN literals
 // with default_query_exec_mode=cache_statement, all of which create named
-// server-side prepared statements. SQL built at run time is counted as
+// server-side prepared statements. SQL that is not a constant is counted as
 // unchecked, never reported: the runtime check sees it.
 //
 // A finding is accepted with a comment on its line or the line before:
@@ -304,7 +304,7 @@ func (p *pass) call(call *ast.CallExpr) {
 		p.res.Unchecked = append(p.res.Unchecked, Unchecked{Pos: p.Fset.Position(arg.Pos()), Source: m.source, Expr: types.ExprString(arg)})
 	}
 	if m.prepares && len(sqls) == 0 {
-		p.report(arg.Pos(), token.NoPos, Finding{Reasons: mergeReasons(nil, prepared), Statement: "(SQL built at run time)",
+		p.report(arg.Pos(), token.NoPos, Finding{Reasons: mergeReasons(nil, prepared), Statement: "(SQL not a constant)",
 			Remedy: prepareRemedy, Source: m.source})
 	}
 	for _, o := range sqls {

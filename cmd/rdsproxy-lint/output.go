@@ -23,7 +23,7 @@ func writeText(w io.Writer, rep *report, verbose bool) {
 			fmt.Fprintf(w, "%s: allowed (%s): %s\n", posString(f), f.Justification, f.Message())
 		}
 		for _, u := range rep.unchecked {
-			fmt.Fprintf(w, "%s:%d:%d: unchecked: SQL built at run time: %s [%s]\n", u.Pos.Filename, u.Pos.Line, u.Pos.Column, u.Expr, u.Source)
+			fmt.Fprintf(w, "%s:%d:%d: unchecked: SQL not a constant: %s [%s]\n", u.Pos.Filename, u.Pos.Line, u.Pos.Column, u.Expr, u.Source)
 		}
 	}
 	fmt.Fprintf(w, "rdsproxy-lint: %d finding%s%s", len(rep.findings), plural(len(rep.findings)), byReason(rep.findings))
@@ -31,7 +31,7 @@ func writeText(w io.Writer, rep *report, verbose bool) {
 	if rep.excluded > 0 {
 		fmt.Fprintf(w, ", %d in excluded files", rep.excluded)
 	}
-	fmt.Fprintf(w, ", %d unchecked (SQL built at run time", len(rep.unchecked))
+	fmt.Fprintf(w, ", %d unchecked (SQL not a constant", len(rep.unchecked))
 	if !verbose && (len(rep.unchecked) > 0 || len(rep.suppressed) > 0) {
 		fmt.Fprint(w, "; -v lists them and the allowed findings")
 	}

@@ -27,7 +27,7 @@ func negatives(ctx context.Context, conn *pgx.Conn, pool *pgxpool.Pool, name str
 	pool.Exec(ctx, "INSERT INTO t VALUES ($1) RETURNING id", 1)
 	conn.Exec(ctx, "SET search_path TO "+name) // unchecked
 	// The SQL argument is the third one: the name is not SQL.
-	conn.Prepare(ctx, "SET", name) // want `prepared_statement: \(SQL built at run time\)`
+	conn.Prepare(ctx, "SET", name) // want `prepared_statement: \(SQL not a constant\)`
 }
 
 // DBTX is sqlc's pgx interface.

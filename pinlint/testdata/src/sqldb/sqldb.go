@@ -20,7 +20,7 @@ func positives(ctx context.Context, db *sql.DB, conn *sql.Conn, tx *sql.Tx) {
 
 func prepares(ctx context.Context, db *sql.DB, q string) {
 	db.Prepare(selectOne)                    // want `prepared_statement: SELECT \? \(Prepare creates a named server-side statement`
-	db.PrepareContext(ctx, q)                // want `prepared_statement: \(SQL built at run time\)`
+	db.PrepareContext(ctx, q)                // want `prepared_statement: \(SQL not a constant\)`
 	db.PrepareContext(ctx, "SET work_mem=1") // want `session_setting,prepared_statement: SET work_mem=\?`
 }
 
