@@ -309,3 +309,41 @@ func TestVetTool(t *testing.T) {
 		t.Errorf("allowed findings reported by go vet:\n%s", out)
 	}
 }
+
+// TestNoValuesInOutput: literal values in SQL and DSNs (a password, a key)
+// never reach the output, in any format; statements are fingerprints.
+func TestNoValuesInOutput(t *testing.T) {
+	dir := t.TempDir()
+	write := func(name, s string) {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(s), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write("go.mod", "module secrets\n\ngo 1.22\n")
+	write("s.go", `package secrets
+
+import "database/sql"
+
+const dsn = "postgres://app:hunter2-password@proxy/db?default_query_exec_mode=cache_statement"
+
+func f(db *sql.DB) {
+	db.Exec("SET app.api_key = 'sk-live-secret-1234'")
+	db.Exec("SELECT pg_advisory_lock(987654321)")
+}
+`)
+	write("q.sql", "SET app.token TO 'tok-secret-5678';\n")
+	for _, format := range []string{"text", "json", "sarif"} {
+		out, stderr, code := runLint(t, dir, "-v", "-format", format)
+		if code != exitFindings {
+			t.Fatalf("%s: exit %d: %s", format, code, stderr)
+		}
+		for _, secret := range []string{"hunter2", "sk-live", "987654321", "tok-secret"} {
+			if strings.Contains(out+stderr, secret) {
+				t.Errorf("%s output contains %q:\n%s", format, secret, out)
+			}
+		}
+		if !strings.Contains(out, "SET app.api_key = ?") {
+			t.Errorf("%s output lacks the fingerprint:\n%s", format, out)
+		}
+	}
+}
