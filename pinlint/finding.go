@@ -150,23 +150,42 @@ func parseAllowPin(comment string) (why string, ok bool) {
 	return strings.TrimSpace(strings.TrimPrefix(strings.TrimSpace(rest), ":")), true
 }
 
+// AllowPin is one allow-pin comment. Used reports whether it accepted (or, for
+// lack of a reason, refused to accept) a finding; an unused one is stale.
+type AllowPin struct {
+	Pos  token.Position
+	Why  string
+	Used bool
+}
+
 // allowances maps line numbers of one file to the allow-pin comments on them.
-type allowances map[int]string
+type allowances map[int]*AllowPin
+
+// list returns the comments in line order.
+func (a allowances) list() []AllowPin {
+	out := make([]AllowPin, 0, len(a))
+	for _, x := range a {
+		out = append(out, *x)
+	}
+	slices.SortFunc(out, func(x, y AllowPin) int { return x.Pos.Line - y.Pos.Line })
+	return out
+}
 
 // apply marks f suppressed if an allow-pin comment with a reason is on any of
 // lines or the line before it; one without a reason adds a note instead.
 func (a allowances) apply(f *Finding, lines ...int) {
 	for _, l := range lines {
 		for _, at := range []int{l, l - 1} {
-			why, ok := a[at]
+			x, ok := a[at]
 			if !ok {
 				continue
 			}
-			if why == "" {
+			x.Used = true
+			if x.Why == "" {
 				f.Note = joinNote(f.Note, noJustificationNote)
 				return
 			}
-			f.Suppressed, f.Justification = true, why
+			f.Suppressed, f.Justification = true, x.Why
 			return
 		}
 	}

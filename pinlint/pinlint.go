@@ -60,6 +60,8 @@ var Analyzer = &analysis.Analyzer{
 type Result struct {
 	Findings  []Finding
 	Unchecked []Unchecked
+	// AllowPins are the allow-pin comments of the package's files.
+	AllowPins []AllowPin
 }
 
 // config is set from the analyzer's flags before any run.
@@ -148,6 +150,9 @@ func run(ap *analysis.Pass) (any, error) {
 			p.dsnLiteral(n)
 		}
 	})
+	for _, a := range p.allow {
+		p.res.AllowPins = append(p.res.AllowPins, a.list()...)
+	}
 	return p.res, nil
 }
 
@@ -167,7 +172,7 @@ func (p *pass) collectAllowances(f *ast.File) {
 				a = allowances{}
 				p.allow[pos.Filename] = a
 			}
-			a[pos.Line] = why
+			a[pos.Line] = &AllowPin{Pos: pos, Why: why}
 		}
 	}
 }

@@ -48,6 +48,16 @@ func TestAnalyzer(t *testing.T) {
 				t.Errorf("unchecked %q missing from %q", w, unchecked)
 			}
 		}
+		// Every allow-pin comment is listed; only the stale one is unused.
+		var unused []string
+		for _, a := range res.AllowPins {
+			if !a.Used {
+				unused = append(unused, a.Why)
+			}
+		}
+		if len(res.AllowPins) < 6 || strings.Join(unused, "|") != "stale: nothing here pins any more" {
+			t.Errorf("allow-pins %+v: want the stale one alone unused", res.AllowPins)
+		}
 		return
 	}
 	t.Fatal("no result for sqldb")

@@ -29,12 +29,12 @@ func IsSQLCConfig(name string) bool {
 // CheckSQLCConfig reports each emit_prepared_queries: true in a sqlc
 // configuration (YAML or JSON, which the YAML parser reads too), at the line
 // of the setting. An error means the file is not valid YAML or JSON.
-func CheckSQLCConfig(name string, src []byte) ([]Finding, error) {
+func CheckSQLCConfig(name string, src []byte) (*Result, error) {
 	var root yaml.Node
 	if err := yaml.Unmarshal(src, &root); err != nil {
 		return nil, fmt.Errorf("%s: %w", name, err)
 	}
-	allow := sqlAllowances(string(src))
+	allow := sqlAllowances(name, string(src))
 	var out []Finding
 	var walk func(n *yaml.Node)
 	walk = func(n *yaml.Node) {
@@ -55,7 +55,7 @@ func CheckSQLCConfig(name string, src []byte) ([]Finding, error) {
 		}
 	}
 	walk(&root)
-	return out, nil
+	return &Result{Findings: out, AllowPins: allow.list()}, nil
 }
 
 func positionOf(name string, n *yaml.Node) token.Position {

@@ -25,8 +25,9 @@ var (
 	// StatementBegin, StatementEnd, NO TRANSACTION, ENVSUB ON|OFF.
 	gooseAnnotation = regexp.MustCompile(`^[ \t]*--[ \t]*\+goose[ \t]+(.*?)[ \t]*$`)
 	// sqlAllowPin is an allow-pin directive in an SQL (-- or /* */) or YAML
-	// (#) comment; group 1 is the reason.
-	sqlAllowPin = regexp.MustCompile(`(?:--|/\*|#)[ \t]*` + regexp.QuoteMeta(allowPin) + `(?:[ \t:]+(.*?))?[ \t]*(?:\*/)?[ \t]*$`)
+	// (#) comment: the comment marker, the directive and the start of the
+	// reason (group 2).
+	sqlAllowPin = regexp.MustCompile(`(--|/\*|#)[ \t]*` + regexp.QuoteMeta(allowPin) + `(?:$|[ \t:]|\*/)`)
 )
 
 // unit is the text a tool sends as one query, and where it starts in the file.
@@ -65,7 +66,9 @@ func hasGooseAnnotation(src string) bool {
 // (goose's rules: a line ending in a semicolon ends one, except between
 // StatementBegin and StatementEnd), a golang-migrate migration and any
 // other .sql file as one query, as golang-migrate and db.Exec(file) do.
-func CheckSQLFile(name string, src []byte) []Finding {
+//
+// The result has no Unchecked entries.
+func CheckSQLFile(name string, src []byte) *Result {
 	text := string(src)
 	kind := SQLFileKind(name, text)
 	var units []unit
@@ -78,7 +81,7 @@ func CheckSQLFile(name string, src []byte) []Finding {
 		units = []unit{{text: text}}
 	}
 	lines := newLineIndex(text)
-	allow := sqlAllowances(text)
+	allow := sqlAllowances(name, text)
 	var out []Finding
 	for _, u := range units {
 		cursor := 0
@@ -99,7 +102,7 @@ func CheckSQLFile(name string, src []byte) []Finding {
 			out = append(out, f)
 		}
 	}
-	return out
+	return &Result{Findings: out, AllowPins: allow.list()}
 }
 
 // locate finds the statement text AnalyzePinning returned (trimmed, maybe
@@ -213,13 +216,19 @@ func endsWithSemicolon(line string) bool {
 }
 
 // sqlAllowances returns the allow-pin comments of an SQL or YAML file.
-func sqlAllowances(src string) allowances {
+func sqlAllowances(name, src string) allowances {
 	a := allowances{}
 	n := 0
 	for line := range strings.Lines(src) {
 		n++
-		if m := sqlAllowPin.FindStringSubmatch(strings.TrimRight(line, "\r\n")); m != nil {
-			a[n] = strings.TrimSpace(m[1])
+		text := strings.TrimRight(line, "\r\n")
+		if m := sqlAllowPin.FindStringSubmatchIndex(text); m != nil {
+			rest := text[m[0]+len(text[m[2]:m[3]]):] // after the comment marker
+			if text[m[2]:m[3]] == "/*" {
+				rest, _, _ = strings.Cut(rest, "*/")
+			}
+			why, _ := parseAllowPin(rest)
+			a[n] = &AllowPin{Pos: token.Position{Filename: name, Line: n, Column: m[0] + 1}, Why: why}
 		}
 	}
 	return a

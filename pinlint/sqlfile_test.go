@@ -79,7 +79,7 @@ func TestCheckSQLFile(t *testing.T) {
 			if k := pinlint.SQLFileKind(name, string(src)); k != tc.kind {
 				t.Errorf("kind %q, want %q", k, tc.kind)
 			}
-			checkFindings(t, pinlint.CheckSQLFile(name, src), tc.wants)
+			checkFindings(t, pinlint.CheckSQLFile(name, src).Findings, tc.wants)
 		})
 	}
 }
@@ -94,10 +94,10 @@ func TestGooseSplitsAsGoose(t *testing.T) {
 		fmt.Fprintf(&b, "INSERT INTO t VALUES (%d);\n", i)
 	}
 	src := []byte(b.String())
-	if got := pinlint.CheckSQLFile("00002_data.sql", src); len(got) != 0 {
+	if got := pinlint.CheckSQLFile("00002_data.sql", src).Findings; len(got) != 0 {
 		t.Errorf("goose: %+v", summarize(got))
 	}
-	checkFindings(t, pinlint.CheckSQLFile("2_data.up.sql", src), []want{{"2_data.up.sql:2:1", "statement_size", "", false}})
+	checkFindings(t, pinlint.CheckSQLFile("2_data.up.sql", src).Findings, []want{{"2_data.up.sql:2:1", "statement_size", "", false}})
 }
 
 func TestCheckSQLCConfig(t *testing.T) {
@@ -124,7 +124,7 @@ func TestCheckSQLCConfig(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			checkFindings(t, got, tc.wants)
+			checkFindings(t, got.Findings, tc.wants)
 		})
 	}
 	if _, err := pinlint.CheckSQLCConfig("sqlc.yaml", []byte("sql: [")); err == nil {
@@ -146,7 +146,27 @@ func TestBadInput(t *testing.T) {
 // TestAllowPinNeedsExactDirective: a similar word is no suppression.
 func TestAllowPinNeedsExactDirective(t *testing.T) {
 	got := pinlint.CheckSQLFile("q.sql", []byte("-- rdsproxy:allow-pinning because\nSET a = 1;\n"))
-	if len(got) != 1 || got[0].Suppressed {
-		t.Errorf("got %+v", summarize(got))
+	if len(got.Findings) != 1 || got.Findings[0].Suppressed || len(got.AllowPins) != 0 {
+		t.Errorf("got %+v, allow-pins %+v", summarize(got.Findings), got.AllowPins)
+	}
+}
+
+// TestUnusedAllowPin: an allow-pin comment that accepts nothing is listed as
+// unused, so that stale ones can be found.
+func TestUnusedAllowPin(t *testing.T) {
+	src := "-- rdsproxy:allow-pin stale: the SET was removed\nSELECT 1;\n\nSELECT 2; /* rdsproxy:allow-pin used */ SET a = 1;\n"
+	got := pinlint.CheckSQLFile("q.sql", []byte(src))
+	if len(got.Findings) != 1 || !got.Findings[0].Suppressed {
+		t.Fatalf("findings %+v", summarize(got.Findings))
+	}
+	if len(got.AllowPins) != 2 {
+		t.Fatalf("allow-pins %+v", got.AllowPins)
+	}
+	first, second := got.AllowPins[0], got.AllowPins[1]
+	if first.Used || first.Why != "stale: the SET was removed" || first.Pos.Line != 1 || first.Pos.Column != 1 {
+		t.Errorf("first %+v", first)
+	}
+	if !second.Used || second.Why != "used" || second.Pos.Line != 4 || second.Pos.Column != 11 {
+		t.Errorf("second %+v", second)
 	}
 }

@@ -27,6 +27,9 @@ type report struct {
 	suppressed []pinlint.Finding
 	unchecked  []pinlint.Unchecked
 	excluded   int // findings in files matched by -exclude
+	// unusedAllows are allow-pin comments that accepted nothing: stale, or
+	// on the wrong line.
+	unusedAllows []pinlint.AllowPin
 }
 
 // inputs are the command line's arguments, sorted into package patterns,
@@ -114,6 +117,23 @@ func lint(wd string, args []string, o options) (*report, error) {
 		return true
 	}
 	var all []pinlint.Finding
+	// allows merges the allow-pin comments by position: a comment is used if
+	// any package variant (with or without tests) used it.
+	allows := map[string]*pinlint.AllowPin{}
+	addAllows := func(as []pinlint.AllowPin) {
+		for _, a := range as {
+			a.Pos.Filename = rel(a.Pos.Filename)
+			if excluded(o.excludes, a.Pos.Filename) {
+				continue
+			}
+			k := fmt.Sprintf("%s:%d:%d", a.Pos.Filename, a.Pos.Line, a.Pos.Column)
+			if prev, ok := allows[k]; ok {
+				prev.Used = prev.Used || a.Used
+				continue
+			}
+			allows[k] = &a
+		}
+	}
 	if len(in.patterns) > 0 {
 		res, err := analyzePackages(wd, in.patterns, o)
 		if err != nil {
@@ -125,6 +145,7 @@ func lint(wd string, args []string, o options) (*report, error) {
 					all = append(all, f)
 				}
 			}
+			addAllows(r.AllowPins)
 			for _, u := range r.Unchecked {
 				u.Pos.Filename = rel(u.Pos.Filename)
 				if !excluded(o.excludes, u.Pos.Filename) {
@@ -145,16 +166,25 @@ func lint(wd string, args []string, o options) (*report, error) {
 		if err != nil {
 			return nil, err
 		}
-		var fs []pinlint.Finding
+		var res *pinlint.Result
 		if pinlint.IsSQLCConfig(name) {
-			if fs, err = pinlint.CheckSQLCConfig(rel(name), src); err != nil {
+			if res, err = pinlint.CheckSQLCConfig(rel(name), src); err != nil {
 				return nil, err
 			}
 		} else {
-			fs = pinlint.CheckSQLFile(rel(name), src)
+			res = pinlint.CheckSQLFile(rel(name), src)
 		}
-		all = append(all, fs...)
+		all = append(all, res.Findings...)
+		addAllows(res.AllowPins)
 	}
+	for _, a := range allows {
+		if !a.Used {
+			rep.unusedAllows = append(rep.unusedAllows, *a)
+		}
+	}
+	slices.SortFunc(rep.unusedAllows, func(a, b pinlint.AllowPin) int {
+		return cmp.Or(cmp.Compare(a.Pos.Filename, b.Pos.Filename), cmp.Compare(a.Pos.Line, b.Pos.Line))
+	})
 	all = dedup(all)
 	for _, f := range all {
 		if f.Suppressed {

@@ -247,6 +247,13 @@ func TestLoadError(t *testing.T) {
 	if _, stderr, code := runLint(t, dir, "missing.sql"); code != exitError {
 		t.Errorf("missing file: exit %d %q", code, stderr)
 	}
+	// A stale allow-pin comment is a warning, not a finding.
+	write("stale.sql", "-- rdsproxy:allow-pin the SET moved to the DSN\nSELECT 1;\n")
+	if out, _, code := runLint(t, dir, "stale.sql"); code != exitClean ||
+		!strings.HasPrefix(out, "stale.sql:1:1: warning: unused rdsproxy:allow-pin: no finding on this line or the next\n") ||
+		!strings.Contains(out, "1 unused allow-pin comment") {
+		t.Errorf("stale.sql: exit %d %q", code, out)
+	}
 	if out, _, code := runLint(t, dir, "bad.sql"); code != exitFindings || !strings.HasPrefix(out, "bad.sql:1:1: session_setting: SET a = ?") {
 		t.Errorf("bad.sql: exit %d %q", code, out)
 	}

@@ -13,10 +13,16 @@ import (
 	"github.com/rdsproxy/rdsproxy/pinlint"
 )
 
+// allowPinDirective is the suppression comment's keyword, for messages.
+const allowPinDirective = "rdsproxy:allow-pin"
+
 // writeText prints one finding per line and a summary by reason.
 func writeText(w io.Writer, rep *report, verbose bool) {
 	for _, f := range rep.findings {
 		fmt.Fprintf(w, "%s: %s\n", posString(f), f.Message())
+	}
+	for _, a := range rep.unusedAllows {
+		fmt.Fprintf(w, "%s:%d:%d: warning: unused %s: no finding on this line or the next\n", a.Pos.Filename, a.Pos.Line, a.Pos.Column, allowPinDirective)
 	}
 	if verbose {
 		for _, f := range rep.suppressed {
@@ -30,6 +36,9 @@ func writeText(w io.Writer, rep *report, verbose bool) {
 	fmt.Fprintf(w, ", %d allowed by allow-pin comments%s", len(rep.suppressed), byReason(rep.suppressed))
 	if rep.excluded > 0 {
 		fmt.Fprintf(w, ", %d in excluded files", rep.excluded)
+	}
+	if len(rep.unusedAllows) > 0 {
+		fmt.Fprintf(w, ", %d unused allow-pin comment%s", len(rep.unusedAllows), plural(len(rep.unusedAllows)))
 	}
 	fmt.Fprintf(w, ", %d unchecked (SQL not a constant", len(rep.unchecked))
 	if !verbose && (len(rep.unchecked) > 0 || len(rep.suppressed) > 0) {
@@ -93,12 +102,20 @@ type jsonUnchecked struct {
 	Source string `json:"source"`
 }
 
+type jsonAllowPin struct {
+	File          string `json:"file"`
+	Line          int    `json:"line"`
+	Column        int    `json:"column"`
+	Justification string `json:"justification"`
+}
+
 type jsonReport struct {
 	Findings      []jsonFinding   `json:"findings"`
 	Suppressed    []jsonFinding   `json:"suppressed"`
 	Unchecked     int             `json:"unchecked"`
 	UncheckedSQL  []jsonUnchecked `json:"unchecked_sql"`
 	ExcludedCount int             `json:"excluded"`
+	UnusedAllows  []jsonAllowPin  `json:"unused_allow_pins"`
 }
 
 func toJSON(f pinlint.Finding) jsonFinding {
@@ -112,7 +129,10 @@ func toJSON(f pinlint.Finding) jsonFinding {
 
 func writeJSON(w io.Writer, rep *report) error {
 	out := jsonReport{Findings: []jsonFinding{}, Suppressed: []jsonFinding{}, Unchecked: len(rep.unchecked),
-		UncheckedSQL: []jsonUnchecked{}, ExcludedCount: rep.excluded}
+		UncheckedSQL: []jsonUnchecked{}, ExcludedCount: rep.excluded, UnusedAllows: []jsonAllowPin{}}
+	for _, a := range rep.unusedAllows {
+		out.UnusedAllows = append(out.UnusedAllows, jsonAllowPin{File: a.Pos.Filename, Line: a.Pos.Line, Column: a.Pos.Column, Justification: a.Why})
+	}
 	for _, f := range rep.findings {
 		out.Findings = append(out.Findings, toJSON(f))
 	}

@@ -134,3 +134,8 @@ func genericRun[T any](db *sql.DB, q string, _ T) {
 }
 
 func callGeneric(db *sql.DB) { genericRun[int](db, "LOAD 'x'", 1) }
+
+func stale(db *sql.DB) {
+	//rdsproxy:allow-pin stale: nothing here pins any more
+	db.Exec("SELECT 1")
+}
