@@ -119,6 +119,7 @@ type pass struct {
 	allow     map[string]allowances // file name -> allow-pin comments
 	params    map[*types.Var]paramOf
 	calls     map[*types.Func][]*ast.CallExpr
+	uses      map[*types.Func]int // references, calls included
 	reassigns map[*types.Var]bool
 	seen      map[string]bool // dedup of findings by position and message
 }
@@ -131,7 +132,7 @@ type paramOf struct {
 
 func run(ap *analysis.Pass) (any, error) {
 	p := &pass{Pass: ap, res: &Result{}, allow: map[string]allowances{},
-		params: map[*types.Var]paramOf{}, calls: map[*types.Func][]*ast.CallExpr{},
+		params: map[*types.Var]paramOf{}, calls: map[*types.Func][]*ast.CallExpr{}, uses: map[*types.Func]int{},
 		reassigns: map[*types.Var]bool{}, seen: map[string]bool{}}
 	for _, f := range ap.Files {
 		p.collectAllowances(f)
@@ -181,6 +182,11 @@ func (p *pass) collectAllowances(f *ast.File) {
 // call sites of the package's functions, for following constants through
 // parameters.
 func (p *pass) index(ins *inspector.Inspector) {
+	for _, obj := range p.TypesInfo.Uses {
+		if fn, ok := obj.(*types.Func); ok && fn.Pkg() == p.Pkg {
+			p.uses[fn.Origin()]++
+		}
+	}
 	ins.Preorder([]ast.Node{(*ast.FuncDecl)(nil), (*ast.CallExpr)(nil), (*ast.AssignStmt)(nil), (*ast.UnaryExpr)(nil)}, func(n ast.Node) {
 		switch n := n.(type) {
 		case *ast.FuncDecl:
@@ -274,7 +280,9 @@ func (p *pass) resolve(e ast.Expr, depth int) (vals []origin, complete bool) {
 	if len(calls) == 0 || po.fn.Exported() {
 		return nil, false // callers elsewhere may pass anything
 	}
-	complete = true
+	// A function also used as a value is called with arguments not seen
+	// here: the constants found still reach it, but the list is incomplete.
+	complete = p.uses[po.fn] == len(calls)
 	for _, c := range calls {
 		if po.index >= len(c.Args) { // variadic parameters are not indexed
 			complete = false

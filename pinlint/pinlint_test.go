@@ -38,7 +38,8 @@ func TestAnalyzer(t *testing.T) {
 		if strings.Join(suppressed, "\n") != strings.Join(wantSuppressed, "\n") {
 			t.Errorf("suppressed:\n%s\nwant:\n%s", strings.Join(suppressed, "\n"), strings.Join(wantSuppressed, "\n"))
 		}
-		// Dynamic SQL is listed as unchecked.
+		// Dynamic SQL is listed as unchecked, also a parameter of a function
+		// used as a value (escapes), besides its constant.
 		var unchecked []string
 		for _, u := range res.Unchecked {
 			unchecked = append(unchecked, u.Expr)
@@ -47,6 +48,13 @@ func TestAnalyzer(t *testing.T) {
 			if !strings.Contains("\n"+strings.Join(unchecked, "\n")+"\n", "\n"+w+"\n") {
 				t.Errorf("unchecked %q missing from %q", w, unchecked)
 			}
+		}
+		var escapesUnchecked bool
+		for _, u := range res.Unchecked {
+			escapesUnchecked = escapesUnchecked || (u.Expr == "q" && u.Pos.Line == lineOfFinding(res, "UNLISTEN *"))
+		}
+		if !escapesUnchecked {
+			t.Errorf("escapes's parameter is not unchecked: %+v", res.Unchecked)
 		}
 		// Every allow-pin comment is listed; only the stale one is unused.
 		var unused []string
@@ -78,4 +86,14 @@ func TestExtraFuncs(t *testing.T) {
 		t.Fatal(err)
 	}
 	analysistest.Run(t, analysistest.TestData(), pinlint.Analyzer, "extra/use")
+}
+
+// lineOfFinding returns the line of the finding whose statement is stmt.
+func lineOfFinding(res *pinlint.Result, stmt string) int {
+	for _, f := range res.Findings {
+		if f.Statement == stmt {
+			return f.Pos.Line
+		}
+	}
+	return -1
 }

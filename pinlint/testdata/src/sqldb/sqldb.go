@@ -139,3 +139,13 @@ func stale(db *sql.DB) {
 	//rdsproxy:allow-pin stale: nothing here pins any more
 	db.Exec("SELECT 1")
 }
+
+// escapes is also called through a function value: its constants are
+// reported, and its parameter is unchecked too.
+func escapes(db *sql.DB, q string) {
+	db.Exec(q) // want `listen: UNLISTEN \*`
+}
+
+var escaped = escapes
+
+func callEscapes(db *sql.DB) { escapes(db, "UNLISTEN *") }
