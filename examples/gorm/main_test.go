@@ -63,6 +63,7 @@ func TestGORM(t *testing.T) {
 
 	var prepared events
 	out.Reset()
+	//rdsproxy:allow-pin deliberate: PrepareStmt on, to show that it pins
 	if err := run(ctx, dsn, &out, true, rdsproxy.WithPinHandler(prepared.add), quiet); err != nil {
 		t.Fatal(err)
 	}
