@@ -71,6 +71,16 @@ var Shapes = []Shape{
 	{"set", func(n int) string { return chain("SET x.y = 1", n, "+1") }},
 }
 
+// Named returns the shape called name; it panics for an unknown name.
+func Named(name string) Shape {
+	for _, s := range Shapes {
+		if s.Name == name {
+			return s
+		}
+	}
+	panic("pinningtest: no shape " + name)
+}
+
 // Sized returns s built with the largest n whose text fits in maxBytes.
 func Sized(s Shape, maxBytes int) string {
 	lo, hi := 0, 1
