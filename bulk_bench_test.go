@@ -3,6 +3,8 @@ package rdsproxy_test
 import (
 	"database/sql"
 	"os"
+	"runtime"
+	"runtime/debug"
 	"strconv"
 	"strings"
 	"testing"
@@ -12,19 +14,27 @@ import (
 	"github.com/rdsproxy/rdsproxy/internal/testdb"
 )
 
-// currentRSS returns this process's resident set size in bytes, from
-// /proc/self/statm (0 where there is none).
-func currentRSS() int64 {
-	b, err := os.ReadFile("/proc/self/statm")
+// resetPeakRSS restarts the kernel's count of this process's peak resident
+// set (VmHWM), so that peakRSS measures one sub-benchmark alone. It reports
+// false where that is not possible (not Linux, or /proc not writable).
+func resetPeakRSS() bool {
+	return os.WriteFile("/proc/self/clear_refs", []byte("5"), 0) == nil
+}
+
+// peakRSS returns this process's peak resident set size in bytes (VmHWM),
+// which includes the C heap a parser would use, or 0 where there is none.
+func peakRSS() int64 {
+	b, err := os.ReadFile("/proc/self/status")
 	if err != nil {
 		return 0
 	}
-	f := strings.Fields(string(b))
-	if len(f) < 2 {
-		return 0
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, "VmHWM:"); ok {
+			kb, _ := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), 10, 64)
+			return kb << 10
+		}
 	}
-	pages, _ := strconv.ParseInt(f[1], 10, 64)
-	return pages * int64(os.Getpagesize())
+	return 0
 }
 
 // bulkInsert returns a multi-row INSERT of about size bytes whose every row
@@ -49,8 +59,9 @@ func bulkInsert(table string, size, iter int) string {
 // and off, in the same run. Statements over 16 KB pin for their size, which
 // the check decides from the length: it must cost next to nothing here.
 // Reported: wall time, Go heap bytes per INSERT (B/op, the building of the
-// text excluded) and the largest resident set seen after an INSERT
-// (peak-rss-MB), which includes the C heap a parser would use.
+// text excluded) and the process's peak resident set during the
+// sub-benchmark (peak-rss-MB, VmHWM), which includes the C heap a parser
+// would use.
 func BenchmarkBulkInsert(b *testing.B) {
 	dsn := benchDSN(b)
 	table := testdb.Prefix() + "_bulk"
@@ -86,7 +97,11 @@ func BenchmarkBulkInsert(b *testing.B) {
 					b.Fatal(err)
 				}
 				b.ReportAllocs()
-				var peak int64
+				runtime.GC()
+				debug.FreeOSMemory() // the previous sub-benchmark's garbage is not this one's peak
+				if !resetPeakRSS() {
+					b.Log("cannot reset the peak RSS: peak-rss-MB is the process's peak so far")
+				}
 				for b.Loop() {
 					b.StopTimer()
 					iter++
@@ -95,9 +110,8 @@ func BenchmarkBulkInsert(b *testing.B) {
 					if _, err := db.Exec(stmt); err != nil {
 						b.Fatal(err)
 					}
-					peak = max(peak, currentRSS())
 				}
-				b.ReportMetric(float64(peak)/(1<<20), "peak-rss-MB")
+				b.ReportMetric(float64(peakRSS())/(1<<20), "peak-rss-MB")
 			})
 		}
 	}
