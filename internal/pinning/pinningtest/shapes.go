@@ -46,6 +46,12 @@ var Shapes = []Shape{
 	{"union_all", func(n int) string { return chain("SELECT "+Leaf, n, " UNION ALL SELECT 1") }},
 	{"union_commas", func(n int) string { return chain("SELECT "+Leaf+", 1", n, " UNION SELECT 1, 2") }},
 	{"intersect_paren", func(n int) string { return wrap("", "(SELECT 1 INTERSECT ", n, "SELECT "+Leaf, ")", "") }},
+	{"union_deep_first", func(n int) string {
+		return chain("SELECT "+Leaf+strings.Repeat("+1", n), n, " UNION ALL SELECT 1")
+	}},
+	{"join_deep_first", func(n int) string {
+		return chain("SELECT 1 FROM a JOIN b ON "+Leaf+strings.Repeat("+1", n)+" > 0", n, " JOIN a ON true")
+	}},
 	{"join", func(n int) string { return chain("SELECT "+Leaf+" FROM a", n, " JOIN a ON true") }},
 	{"lateral", func(n int) string { return chain("SELECT "+Leaf+" FROM a", n, " CROSS JOIN LATERAL (SELECT 1) x") }},
 	{"between", func(n int) string { return chain("SELECT "+Leaf, n, " BETWEEN 1 AND 2 = true") }},
