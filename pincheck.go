@@ -207,9 +207,9 @@ func (p *pinChecker) check(sql, kind string) {
 	}
 }
 
-// hashKey is the cache key of a long statement: a hash of its first
-// maxPinKeyBytes bytes. The leading NUL cannot start a real statement's key
-// (PostgreSQL text cannot contain NUL), so it never equals one.
+// hashKey is the cache key of a long statement: a hash of its longPrefix.
+// The leading NUL cannot start a real statement's key (PostgreSQL text cannot
+// contain NUL), so it never equals one.
 func (p *pinChecker) hashKey(sql string) string {
 	return "\x00" + strconv.FormatUint(maphash.String(p.seed, longPrefix(sql)), 16)
 }
