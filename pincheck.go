@@ -30,6 +30,8 @@ type PinEvent struct {
 	Fingerprint string
 	// FingerprintHash is a hash of the whole normalised text (16 hex digits),
 	// which tells apart long statements whose Fingerprint was truncated alike.
+	// A statement over 16384 bytes is normalised and hashed up to that size
+	// only: its reason is its size, and its start names it.
 	FingerprintHash string
 	// Kind is how the statement reached the server: "query" (Query, QueryRow,
 	// Exec, also inside transactions), "batch" (a statement of a pgx batch) or
@@ -74,9 +76,12 @@ const (
 	maxPinVerdictBytes = 8 << 20
 
 	// maxPinKeyBytes: longer statements are cached under a hash of their
-	// text rather than the text itself, so a multi-megabyte INSERT is not
-	// kept alive by the cache. Everything this long pins anyway
-	// (statement_size), so a hash collision could only merge two reports.
+	// first maxPinKeyBytes+1 bytes rather than the text itself, so a
+	// multi-megabyte INSERT is neither kept alive by the cache nor hashed
+	// whole. Everything this long pins for its size (statement_size) and
+	// its report is built from that much of the text (pinning.Analyze,
+	// pinning.Fingerprint), so equal prefixes mean equal verdicts, and a hash
+	// collision could only merge two reports.
 	maxPinKeyBytes = pinning.MaxStatementBytes
 
 	// maxPinReported bounds the set of fingerprints already reported; when
@@ -202,11 +207,17 @@ func (p *pinChecker) check(sql, kind string) {
 	}
 }
 
-// hashKey is the cache key of a long statement. The leading NUL cannot start
-// a real statement's key (PostgreSQL text cannot contain NUL), so it never
-// equals one.
+// hashKey is the cache key of a long statement: a hash of its longPrefix.
+// The leading NUL cannot start a real statement's key (PostgreSQL text cannot
+// contain NUL), so it never equals one.
 func (p *pinChecker) hashKey(sql string) string {
-	return "\x00" + strconv.FormatUint(maphash.String(p.seed, sql), 16) + ":" + strconv.Itoa(len(sql))
+	return "\x00" + strconv.FormatUint(maphash.String(p.seed, longPrefix(sql)), 16)
+}
+
+// longPrefix is the part of a long statement that its verdict is built from:
+// one byte over the size limit, so that it still pins for its size.
+func longPrefix(sql string) string {
+	return sql[:maxPinKeyBytes+1]
 }
 
 // account counts a new cache entry and clears both caches when a bound is
@@ -226,6 +237,9 @@ func (p *pinChecker) account(keyBytes int) {
 // rejected the SQL) is not a failure here: the report that comes with it is
 // the lexical verdict, which is what the check uses.
 func (p *pinChecker) analyze(sql, kind string) *pinVerdict {
+	if len(sql) > maxPinKeyBytes {
+		sql = longPrefix(sql) // see maxPinKeyBytes
+	}
 	r, _ := pinning.Analyze(sql)
 	named := kind == pinKindPrepare
 	if !r.Pins() && !named {

@@ -71,10 +71,16 @@ var ErrUnparsable = pinning.ErrUnparsable
 // statements separated by semicolons; it pins if any of them does. No database
 // is needed; the rules are in internal/pinning/POLICY.md.
 //
+// Text over 16384 bytes pins for its size: its report is statement_size
+// alone, decided from its length, and it is neither parsed nor classified, so
+// a multi-megabyte INSERT costs no more than a 16 KB one.
+//
 // Error policy: the PinReport is always usable. With cgo, statements that may
 // pin are confirmed with the PostgreSQL parser; if the parser rejects sql (or
-// it contains a NUL byte), AnalyzePinning returns the lexical classifier's
-// verdict together with an error wrapping [ErrUnparsable]. A caller that only
+// it contains a NUL byte, or nests too deeply for the parser's C stack, which
+// would crash the process rather than fail), AnalyzePinning returns the
+// lexical classifier's verdict together with an error wrapping
+// [ErrUnparsable]. A caller that only
 // warns should use the report and may log the error; a caller that needs
 // certainty should treat the error as "unknown". Without cgo the lexical
 // classifier is the whole verdict and no parse error is returned. Statements

@@ -44,13 +44,13 @@ func TestStatementSize(t *testing.T) {
 			}
 		})
 	}
-	// The size rule adds to, not replaces, the statement's own reasons.
+	// Over the limit, the size is the verdict: the text is not classified.
 	big := "SET search_path = app; " + statementOfBytes(MaxStatementBytes)
-	for name, analyze := range analyzers() {
-		rep, err := analyze(big)
-		require.NoError(t, err, name)
-		require.Equal(t, []Reason{ReasonSessionSetting, ReasonStatementSize}, rep.Reasons(), name)
-	}
+	rep, err := Analyze(big)
+	require.NoError(t, err)
+	require.Equal(t, []Reason{ReasonStatementSize}, rep.Reasons())
+	require.Equal(t, "SET search_path = app; SELECT 'aaa", rep.Findings[0].Statement[:34])
+	require.True(t, strings.HasSuffix(rep.Findings[0].Statement, "..."))
 }
 
 // analyzers returns Analyze and the lexical classifier alone, so that every

@@ -10,9 +10,17 @@ import (
 // become one.
 const MaxFingerprintBytes = 200
 
+// maxFingerprintInput is how much of sql [Fingerprint] reads: a statement
+// longer than this pins for its size (MaxStatementBytes), and its first 16 KB
+// identify it well enough for a log line. Reading no further keeps the cost of
+// a multi-megabyte INSERT at that of a 16 KB one.
+const maxFingerprintInput = MaxStatementBytes
+
 // Fingerprint returns sql normalised for logs, and a 64-bit FNV-1a hash of the
-// whole normalised text (before truncation, so that two long statements with
-// the same first 200 bytes still differ).
+// normalised text (before truncation, so that two long statements with the
+// same first 200 bytes still differ). Only the first [MaxStatementBytes] of
+// sql are read: statements that agree that far share the fingerprint and the
+// hash, and a text cut there ends with "...".
 //
 // The text never contains a literal value: comments are dropped, every string
 // (escape, Unicode, bit and hex strings and dollar-quoted bodies) and number
@@ -28,6 +36,14 @@ func Fingerprint(sql string) (text string, hash uint64) {
 	const keep = MaxFingerprintBytes + utf8.UTFMax
 	b.Grow(min(len(sql), keep))
 	hash = fnvOffset64
+	cut := len(sql) > maxFingerprintInput
+	if cut {
+		end := maxFingerprintInput // on a UTF-8 boundary, so the text stays valid
+		for end > maxFingerprintInput-utf8.UTFMax && !utf8.RuneStart(sql[end]) {
+			end--
+		}
+		sql = sql[:end]
+	}
 	l := lexer{src: sql}
 	prevEnd := -1
 	first := true   // the next token starts a statement
@@ -72,7 +88,11 @@ func Fingerprint(sql string) (text string, hash uint64) {
 		}
 		emit(tok)
 	}
-	return truncate(b.String(), MaxFingerprintBytes), hash
+	text = truncate(b.String(), MaxFingerprintBytes)
+	if cut && !strings.HasSuffix(text, "...") {
+		text += "..." // the statement goes on
+	}
+	return text, hash
 }
 
 // FNV-1a, inline so that hashing a token does not allocate.

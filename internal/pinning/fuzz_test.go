@@ -39,6 +39,12 @@ func FuzzAnalyze(f *testing.F) {
 		if !may && rep.Pins() {
 			t.Fatalf("Analyze pins %v but prefilter said no in %q", rep.Reasons(), sql)
 		}
+		if len(sql) > MaxStatementBytes { // the size alone decides
+			if !slices.Equal(rep.Reasons(), []Reason{ReasonStatementSize}) || err != nil {
+				t.Fatalf("over the size limit: %v, %v", rep.Reasons(), err)
+			}
+			return
+		}
 		if err == nil && !slices.Equal(rep.Reasons(), lex.Reasons()) && parserAvailable && may {
 			if why := documentedDifference(sql, rep, lex); why == "" {
 				t.Fatalf("parser %v and lexical %v disagree on %q", rep.Reasons(), lex.Reasons(), sql)
