@@ -338,6 +338,9 @@ var prefilterWords = [...]string{
 	"pg_advisory_unlock_all",
 	// Functions that run SQL handed to them as text.
 	"query_to_xml", "query_to_xml_and_xmlschema", "ts_stat", "ts_rewrite",
+	// UPDATE pg_settings is set_config by another name; the classifier
+	// reports the statement whether or not the SET clause follows.
+	"pg_settings",
 }
 
 // prefilterLongest is the length of the longest prefilter word.
