@@ -61,6 +61,10 @@ type Config struct {
 	// PinCheck is what to do with statements that would pin a proxy session.
 	// DSN key pin_check. Default: [PinCheckWarn].
 	PinCheck PinCheckMode
+	// SessionAudit runs one read-only catalog query before each reuse of a
+	// connection and reports session state left on the backend (audit.go).
+	// DSN key session_audit (on or off). Default: off.
+	SessionAudit bool
 
 	// MaxConns caps the physical connections this connector keeps open; a
 	// checkout beyond it waits under the caller's context. DSN key
@@ -171,9 +175,7 @@ func (c *Config) validate() error {
 	if err := checkSearchPath(c.ConnConfig.RuntimeParams); err != nil {
 		return err
 	}
-	switch c.PinCheck {
-	case PinCheckWarn, PinCheckOff:
-	default:
+	if !c.PinCheck.valid() {
 		return &ConfigError{Key: keyPinCheck, Value: string(c.PinCheck), Accepted: acceptedPinCheck}
 	}
 	// A token from WithTokenFunc is as much a bearer credential as one

@@ -46,7 +46,7 @@ type Connector struct {
 	maxWait      time.Duration // maxWaitAtCap; tests shorten it
 	warnOverflow sync.Once
 	iam          *iamState   // nil unless iam=true
-	pins         *pinChecker // nil unless pin_check=warn
+	pins         *pinChecker // nil under pin_check=off without session_audit
 	tel          *telemetry  // OpenTelemetry instruments (telemetry.go)
 	closed       atomic.Bool
 
@@ -140,6 +140,7 @@ func newConnector(cfg *Config, opts []Option, knobsSetByOpen bool) (*Connector, 
 		return nil, err
 	}
 	c.pool = pool
+	c.tel.pinnedOpen = c.policy.pinnedOpen.Load
 	c.tel.observePool(pool)
 	c.std = c.out.track(stdlib.GetPoolConnector(pool, c.policy.stdlibOptions()...))
 	if !knobsSetByOpen {
@@ -159,9 +160,9 @@ func (c *Connector) overflowConnector(pc *pgxpool.Config) driver.Connector {
 	}
 	cc.DialFunc = c.policy.overflowDial(dial)
 	opts := append([]stdlib.OptionOpenDB{
-		stdlib.OptionAfterConnect(func(_ context.Context, conn *pgx.Conn) error {
+		stdlib.OptionAfterConnect(func(ctx context.Context, conn *pgx.Conn) error {
 			c.policy.afterConnect(conn)
-			return nil
+			return c.policy.baseline(ctx, conn)
 		}),
 	}, c.policy.stdlibOptions()...)
 	if pc.BeforeConnect != nil {
@@ -195,6 +196,9 @@ func (c *Connector) Connect(ctx context.Context) (driver.Conn, error) {
 			return nil, ErrClosed
 		}
 		return nil, classifyError(err) // the proxy's borrow timeout matches ErrBorrowTimeout
+	}
+	if sc, ok := conn.(*stdlib.Conn); ok && c.cfg.PinCheck == PinCheckError {
+		return &refusingConn{Conn: sc, pins: c.pins}, nil
 	}
 	return conn, nil
 }

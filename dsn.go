@@ -29,6 +29,7 @@ const (
 	keyIAM                       = "iam"
 	keyAWSRegion                 = "aws_region"
 	keyPinCheck                  = "pin_check"
+	keySessionAudit              = "session_audit"
 	keyPoolMaxConns              = "pool_max_conns"
 	keyPoolMaxConnLifetime       = "pool_max_conn_lifetime"
 	keyPoolMaxConnLifetimeJitter = "pool_max_conn_lifetime_jitter"
@@ -38,7 +39,7 @@ const (
 )
 
 // ownKeys lists every key rdsproxy reads, in documentation order.
-var ownKeys = []string{keyIAM, keyAWSRegion, keyPinCheck, keyPoolMaxConns, keyPoolMaxConnLifetime,
+var ownKeys = []string{keyIAM, keyAWSRegion, keyPinCheck, keySessionAudit, keyPoolMaxConns, keyPoolMaxConnLifetime,
 	keyPoolMaxConnLifetimeJitter, keyPoolMaxConnIdleTime, keyPoolHealthCheckPeriod}
 
 // reservedPrefixes are name spaces rdsproxy owns: an unknown key under one of
@@ -49,7 +50,8 @@ var reservedPrefixes = []string{"iam", "aws_", "pin_", "pool_", "rdsproxy"}
 const (
 	acceptedBool     = "true or false"
 	acceptedRegion   = "an AWS region name such as us-east-1"
-	acceptedPinCheck = "off or warn"
+	acceptedPinCheck = "off, warn, retire or error"
+	acceptedSessionAudit = "on or off"
 	acceptedMaxConns = "a whole number from 1 to 10000"
 	maxMaxConns      = 10000
 )
@@ -189,11 +191,18 @@ func (c *Config) setKey(key, v string) error {
 		}
 		c.AWSRegion = v
 	case keyPinCheck:
-		switch PinCheckMode(v) {
-		case PinCheckWarn, PinCheckOff:
-			c.PinCheck = PinCheckMode(v)
-		default:
+		if !PinCheckMode(v).valid() {
 			return bad(acceptedPinCheck, nil)
+		}
+		c.PinCheck = PinCheckMode(v)
+	case keySessionAudit:
+		switch v {
+		case "on":
+			c.SessionAudit = true
+		case "off":
+			c.SessionAudit = false
+		default:
+			return bad(acceptedSessionAudit, nil)
 		}
 	case keyPoolMaxConns:
 		n, err := strconv.ParseInt(v, 10, 32)
@@ -255,6 +264,7 @@ func (c *Config) ownKeyValues() [][2]string {
 	}
 	return append(kv,
 		[2]string{keyPinCheck, string(c.PinCheck)},
+		[2]string{keySessionAudit, onOff(c.SessionAudit)},
 		[2]string{keyPoolMaxConns, strconv.Itoa(int(c.MaxConns))},
 		[2]string{keyPoolMaxConnLifetime, c.MaxConnLifetime.String()},
 		[2]string{keyPoolMaxConnLifetimeJitter, c.MaxConnLifetimeJitter.String()},

@@ -70,7 +70,7 @@ func WithHealthCheckPeriod(d time.Duration) Option {
 // WithPinCheck sets the pinning check mode (DSN key pin_check).
 func WithPinCheck(mode PinCheckMode) Option {
 	return func(c *Config) error {
-		if mode != PinCheckWarn && mode != PinCheckOff {
+		if !mode.valid() {
 			return &ConfigError{Key: "WithPinCheck", Value: string(mode), Accepted: acceptedPinCheck}
 		}
 		c.PinCheck = mode

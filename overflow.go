@@ -119,6 +119,9 @@ func (p *poolPolicy) track(conn *pgx.Conn, s *connState) {
 
 // untrack forgets a closed connection.
 func (p *poolPolicy) untrack(s *connState) {
+	if s.flags.Load()&flagPinned != 0 {
+		p.pinnedOpen.Add(-1)
+	}
 	r := &p.registry
 	r.mu.Lock()
 	delete(r.conns, s)

@@ -35,8 +35,18 @@ type PinEvent struct {
 	FingerprintHash string
 	// Kind is how the statement reached the server: "query" (Query, QueryRow,
 	// Exec, also inside transactions), "batch" (a statement of a pgx batch) or
-	// "prepare" (a named server-side prepared statement).
+	// "prepare" (a named server-side prepared statement), or "audit" (state
+	// the session audit found left on a connection, session_audit=on).
 	Kind string
+	// Leftovers names, for kind audit only, what the audit found left on the
+	// backend: "setting work_mem", "advisory_lock", "temp_relation t",
+	// "listen channel", "cursor c", "prepared_statement p". Values are never
+	// included; each also has its entry in Findings.
+	Leftovers []string
+	// Suspects are, for kind audit only, the fingerprints of the statements
+	// run on the connection since its last clean audit, oldest first: one of
+	// them left the state.
+	Suspects []string
 }
 
 // The values of PinEvent.Kind and of the log attribute kind.
@@ -44,7 +54,12 @@ const (
 	pinKindQuery   = "query"
 	pinKindBatch   = "batch"
 	pinKindPrepare = "prepare"
+	pinKindAudit   = "audit"
 )
+
+// auditWarnMessage is the message of the WARN record for a session audit
+// finding.
+const auditWarnMessage = "rdsproxy: session state left on a connection"
 
 // pinWarnMessage is the message of the WARN record for a pinning statement.
 const pinWarnMessage = "rdsproxy: statement pins the RDS Proxy session"
@@ -174,9 +189,10 @@ func newPinChecker(logger *slog.Logger, handler func(PinEvent)) *pinChecker {
 }
 
 // check looks sql up in the verdict cache and, the first time it sees a
-// pinning statement, queues a report. It never fails and never touches the
+// pinning statement, queues a report. It returns the verdict of a statement
+// that pins, nil for one that does not. It never fails and never touches the
 // statement's arguments.
-func (p *pinChecker) check(sql, kind string) {
+func (p *pinChecker) check(sql, kind string) *pinVerdict {
 	cache := &p.verdicts
 	if kind == pinKindPrepare {
 		cache = &p.prepared
@@ -186,25 +202,33 @@ func (p *pinChecker) check(sql, kind string) {
 		key = p.hashKey(sql)
 	}
 	if v, ok := cache.Load(key); ok {
-		if v != any(cleanVerdict) && p.onPin != nil {
+		if v == any(cleanVerdict) {
+			return nil // hot path: one lock-free lookup, no allocation
+		}
+		if p.onPin != nil {
 			p.onPin(v.(*pinVerdict), kind)
 		}
-		return // hot path: one lock-free lookup, no allocation
+		return v.(*pinVerdict)
 	}
 	v := p.analyze(sql, kind)
 	if stored, loaded := cache.LoadOrStore(key, v); loaded {
-		if stored != any(cleanVerdict) && p.onPin != nil {
+		if stored == any(cleanVerdict) {
+			return nil
+		}
+		if p.onPin != nil {
 			p.onPin(stored.(*pinVerdict), kind)
 		}
-		return // a concurrent check stored it first and reports it
+		return stored.(*pinVerdict) // a concurrent check stored it first and reports it
 	}
 	p.account(len(key))
-	if v != cleanVerdict {
-		if p.onPin != nil {
-			p.onPin(v, kind)
-		}
-		p.report(v)
+	if v == cleanVerdict {
+		return nil
 	}
+	if p.onPin != nil {
+		p.onPin(v, kind)
+	}
+	p.report(v)
+	return v
 }
 
 // hashKey is the cache key of a long statement: a hash of its longPrefix.
@@ -291,7 +315,15 @@ func (p *pinChecker) report(v *pinVerdict) {
 		clear(p.reported)
 	}
 	p.reported[v.key] = struct{}{}
-	n := &pinNotice{event: v.event}
+	p.mu.Unlock()
+	p.reportEvent(v.event)
+}
+
+// reportEvent queues one notice for ev, deciding under the rate limit
+// whether it includes a log warning.
+func (p *pinChecker) reportEvent(ev PinEvent) {
+	p.mu.Lock()
+	n := &pinNotice{event: ev}
 	if now := p.now(); now.Sub(p.windowStart) >= p.window {
 		p.windowStart, p.warned = now, 0
 	}
@@ -377,6 +409,10 @@ func (p *pinChecker) deliver(n *pinNotice) {
 	if logger == nil {
 		logger = slog.Default()
 	}
+	if n.event.Kind == pinKindAudit {
+		p.deliverAudit(logger, n)
+		return
+	}
 	attrs := make([]slog.Attr, 0, 6)
 	attrs = append(attrs,
 		slog.String("reason", joinReasons(n.event.Reasons)),
@@ -389,6 +425,21 @@ func (p *pinChecker) deliver(n *pinNotice) {
 		attrs = append(attrs, slog.Int("suppressed", n.suppressed))
 	}
 	logger.LogAttrs(context.Background(), slog.LevelWarn, pinWarnMessage, attrs...)
+}
+
+// deliverAudit logs a session audit finding.
+func (p *pinChecker) deliverAudit(logger *slog.Logger, n *pinNotice) {
+	attrs := []slog.Attr{
+		slog.String("reason", joinReasons(n.event.Reasons)),
+		slog.String("left", strings.Join(n.event.Leftovers, ", ")),
+		slog.String("suspects", strings.Join(n.event.Suspects, " | ")),
+		slog.String("remedy", joinRemedies(n.event.Findings)),
+		slog.String("kind", n.event.Kind),
+	}
+	if n.suppressed > 0 {
+		attrs = append(attrs, slog.Int("suppressed", n.suppressed))
+	}
+	logger.LogAttrs(context.Background(), slog.LevelWarn, auditWarnMessage, attrs...)
 }
 
 func joinReasons(rs []PinReason) string {

@@ -111,7 +111,13 @@ const (
 	retireBroken
 	retireSibling  // open before a sibling died at the server's hand (poolPolicy.deaths)
 	retireOverflow // an overflow connection opened past the cap (overflow.go), at its first reuse
+	retirePinned   // ran a statement that pins the proxy session, under pin_check=retire (pinmode.go)
+	retireAudit    // the session audit found state left on the backend (audit.go)
 )
+
+// retireReasons lists every reason in the order of their values, from 1:
+// telemetry indexes its counters by reason-1.
+var retireReasons = [...]retireReason{retireLifetime, retireIdle, retireBroken, retireSibling, retireOverflow, retirePinned, retireAudit}
 
 func (r retireReason) String() string {
 	switch r {
@@ -125,6 +131,10 @@ func (r retireReason) String() string {
 		return "sibling"
 	case retireOverflow:
 		return "overflow"
+	case retirePinned:
+		return "pinned"
+	case retireAudit:
+		return "audit"
 	}
 	return ""
 }
@@ -153,6 +163,8 @@ const (
 	flagHandBack uint32 = 1 << iota // give this connection to a waiting caller instead of reusing it (fairness)
 	flagDead                        // its death was counted in poolPolicy.deaths (once per connection)
 	flagOverflow                    // opened past the cap for a stuck caller (overflow.go); retired at its first reuse
+	flagPinned                      // ran a statement that pins the proxy session (the pinned gauge, pinmode.go)
+	flagReused                      // handed out again at least once since it was opened (pinmode.go's churn guard)
 )
 
 const customDataKey = "rdsproxy.conn"
@@ -226,6 +238,14 @@ type poolPolicy struct {
 
 	// registry knows the open connections and the overflow ones (overflow.go).
 	registry connRegistry
+
+	// pinnedOpen counts open connections with flagPinned: the gauge
+	// rdsproxy.pool.connections.pinned.
+	pinnedOpen atomic.Int64
+	// churn decides pin_check=retire's retirements; nil in other modes.
+	churn *churnGuard
+	// audit is the session audit (session_audit=on); nil when off.
+	audit *sessionAudit
 }
 
 // clock reads the policy's clock.
@@ -302,6 +322,9 @@ func (p *poolPolicy) shouldPing(conn *pgx.Conn, idle time.Duration) bool {
 		return false
 	}
 	s.lastUsed.Store(now.wall) // a checkout is use: pings and COPY count too, not only traced statements
+	if s.flags.Load()&flagReused == 0 {
+		s.flags.Or(flagReused)
+	}
 	// A negative age means the injected clock went backwards: probe.
 	if age := time.Duration(now.mono - s.lastAnswer.Load()); age < 0 || age >= probeAfterIdle {
 		switch s.prober.Probe() {
@@ -392,7 +415,7 @@ func (p *poolPolicy) statementStarted(s *connState) {
 
 // resetSession is stdlib's OptionResetSession hook: it runs after the ping
 // decision when database/sql reuses a connection.
-func (p *poolPolicy) resetSession(_ context.Context, conn *pgx.Conn) error {
+func (p *poolPolicy) resetSession(ctx context.Context, conn *pgx.Conn) error {
 	if s := stateOf(conn); s != nil {
 		if retireReason(s.retire.Load()) != notRetired {
 			return errRetire
@@ -400,6 +423,9 @@ func (p *poolPolicy) resetSession(_ context.Context, conn *pgx.Conn) error {
 		if s.flags.Load()&flagHandBack != 0 && s.flags.And(^flagHandBack)&flagHandBack != 0 {
 			return errHandBack
 		}
+	}
+	if p.audit != nil && !p.audit.clean(ctx, conn, p) {
+		return errRetire
 	}
 	return nil
 }
@@ -413,17 +439,20 @@ func (p *poolPolicy) configurePool(pc *pgxpool.Config, maxConns int32, healthChe
 	pc.MaxConnLifetimeJitter = 0
 	pc.MaxConnIdleTime = p.idle
 	pc.HealthCheckPeriod = healthCheck
-	pc.AfterConnect = func(_ context.Context, conn *pgx.Conn) error {
+	pc.AfterConnect = func(ctx context.Context, conn *pgx.Conn) error {
 		p.afterConnect(conn)
-		return nil
+		return p.baseline(ctx, conn)
 	}
 	pc.ShouldPing = func(_ context.Context, sp pgxpool.ShouldPingParams) bool {
 		return p.shouldPing(sp.Conn, sp.IdleDuration)
 	}
-	pc.PrepareConn = func(_ context.Context, conn *pgx.Conn) (bool, error) {
+	pc.PrepareConn = func(ctx context.Context, conn *pgx.Conn) (bool, error) {
 		if reason := p.expired(conn); reason != notRetired {
 			p.markRetired(conn, reason)
 			return false, nil // pgxpool destroys it and acquires another
+		}
+		if p.audit != nil && !p.audit.clean(ctx, conn, p) {
+			return false, nil
 		}
 		return true, nil // ShouldPing, which pgxpool calls first, recorded the checkout
 	}

@@ -37,13 +37,14 @@ const (
 	metricPinnedStatements     = "rdsproxy.pinning.statements"
 	metricConnectionsRetired   = "rdsproxy.pool.connections.retired"
 	metricCheckoutsWaitedAtCap = "rdsproxy.pool.checkouts.waited"
+	metricConnectionsPinned    = "rdsproxy.pool.connections.pinned"
 )
 
 // Attributes of rdsproxy's own. None of them can carry a secret: every value
 // is from a fixed set, except the fingerprint (literals replaced by ?), which
 // is opt-in.
 const (
-	attrRetireReason = attribute.Key("rdsproxy.retire.reason")     // lifetime|idle|broken|sibling|overflow
+	attrRetireReason = attribute.Key("rdsproxy.retire.reason")     // lifetime|idle|broken|sibling|overflow|pinned|audit
 	attrPinReason    = attribute.Key("rdsproxy.pinning.reason")    // a PinReason
 	attrPinKind      = attribute.Key("rdsproxy.pinning.kind")      // query|batch|prepare
 	attrFingerprint  = attribute.Key("rdsproxy.query.fingerprint") // opt-in
@@ -94,14 +95,19 @@ type telemetry struct {
 	pinned       metric.Int64Counter
 	retired      metric.Int64ObservableCounter
 	waitedAtCap  metric.Int64Counter
+	pinnedConns  metric.Int64ObservableGauge
 
 	// Precomputed attribute sets: recording with them allocates no set.
 	poolOpt     metric.MeasurementOption // pool name only
 	usedOpt     metric.MeasurementOption
 	idleOpt     metric.MeasurementOption
-	retireOpts  [5]metric.MeasurementOption // lifetime, idle, broken, sibling, overflow
+	retireOpts  [len(retireReasons)]metric.MeasurementOption
 	opOpts      [len(opNames)]metric.MeasurementOption
-	retireCount [5]atomic.Int64
+	retireCount [len(retireReasons)]atomic.Int64
+
+	// pinnedOpen reads the pool's open connections that ran a pinning
+	// statement (poolPolicy.pinnedOpen); nil until the pool is observed.
+	pinnedOpen func() int64
 
 	meter metric.Meter
 	pool  *pgxpool.Pool
@@ -180,7 +186,10 @@ func newTelemetry(cfg *Config) *telemetry {
 		metric.WithDescription("Statement executions that pin the RDS Proxy session, by reason (one per reason per execution)."))
 	report(err)
 	t.retired, err = m.Int64ObservableCounter(metricConnectionsRetired, metric.WithUnit("{connection}"),
-		metric.WithDescription("Physical connections retired by the pool, by reason (lifetime, idle, broken, sibling, overflow)."))
+		metric.WithDescription("Physical connections retired by the pool, by reason (lifetime, idle, broken, sibling, overflow, pinned, audit)."))
+	report(err)
+	t.pinnedConns, err = m.Int64ObservableGauge(metricConnectionsPinned, metric.WithUnit("{connection}"),
+		metric.WithDescription("Open connections of the pool that ran a statement pinning the RDS Proxy session since they were opened."))
 	report(err)
 	t.waitedAtCap, err = m.Int64Counter(metricCheckoutsWaitedAtCap, metric.WithUnit("{checkout}"),
 		metric.WithDescription("Checkouts that reached the connector with every connection busy at the cap and had to wait."))
@@ -190,7 +199,7 @@ func newTelemetry(cfg *Config) *telemetry {
 	t.poolOpt = metric.WithAttributeSet(attribute.NewSet(pool))
 	t.usedOpt = metric.WithAttributeSet(attribute.NewSet(pool, t.count.AttrClientConnectionState(dbconv.ClientConnectionStateUsed)))
 	t.idleOpt = metric.WithAttributeSet(attribute.NewSet(pool, t.count.AttrClientConnectionState(dbconv.ClientConnectionStateIdle)))
-	for i, r := range [...]retireReason{retireLifetime, retireIdle, retireBroken, retireSibling, retireOverflow} {
+	for i, r := range retireReasons {
 		t.retireOpts[i] = metric.WithAttributeSet(attribute.NewSet(pool, attrRetireReason.String(r.String())))
 	}
 	for i, name := range opNames {

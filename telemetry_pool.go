@@ -18,7 +18,7 @@ import (
 func (t *telemetry) observePool(pool *pgxpool.Pool) {
 	t.pool = pool
 	reg, err := t.meter.RegisterCallback(t.observe,
-		t.count.Inst(), t.max.Inst(), t.idleMax.Inst(), t.idleMin.Inst(), t.retired)
+		t.count.Inst(), t.max.Inst(), t.idleMax.Inst(), t.idleMin.Inst(), t.retired, t.pinnedConns)
 	if err != nil {
 		otel.Handle(err)
 		return
@@ -53,9 +53,12 @@ func (t *telemetry) observe(_ context.Context, o metric.Observer) error {
 	// retires connections parked in it without going through the policy.
 	o.ObserveInt64(t.retired, t.retireCount[0].Load()+st.MaxLifetimeDestroyCount(), t.retireOpts[0])
 	o.ObserveInt64(t.retired, t.retireCount[1].Load()+st.MaxIdleDestroyCount(), t.retireOpts[1])
-	o.ObserveInt64(t.retired, t.retireCount[2].Load(), t.retireOpts[2])
-	o.ObserveInt64(t.retired, t.retireCount[3].Load(), t.retireOpts[3])
-	o.ObserveInt64(t.retired, t.retireCount[4].Load(), t.retireOpts[4])
+	for i := 2; i < len(retireReasons); i++ {
+		o.ObserveInt64(t.retired, t.retireCount[i].Load(), t.retireOpts[i])
+	}
+	if t.pinnedOpen != nil {
+		o.ObserveInt64(t.pinnedConns, t.pinnedOpen(), t.poolOpt)
+	}
 	return nil
 }
 
@@ -102,17 +105,8 @@ func (t *telemetry) close() {
 
 // onRetire counts a retirement decided by the pool policy.
 func (t *telemetry) onRetire(reason retireReason) {
-	switch reason {
-	case retireLifetime:
-		t.retireCount[0].Add(1)
-	case retireIdle:
-		t.retireCount[1].Add(1)
-	case retireBroken:
-		t.retireCount[2].Add(1)
-	case retireSibling:
-		t.retireCount[3].Add(1)
-	case retireOverflow:
-		t.retireCount[4].Add(1)
+	if i := int(reason) - 1; i >= 0 && i < len(t.retireCount) {
+		t.retireCount[i].Add(1)
 	}
 }
 

@@ -16,13 +16,17 @@ type tracer struct {
 	c *Connector
 }
 
-// pinTracer is tracer plus the runtime pinning check (pin_check=warn). It is a
-// separate type so that with pin_check=off pgx does not even call the prepare
-// hooks: the check then costs nothing at all. (tracer has batch and connect
-// hooks of its own, for telemetry: a batch is one operation, timed as such.)
+// pinTracer is tracer plus the runtime pinning check (pin_check=warn, retire
+// or error) and the session audit's record of statements. It is a separate
+// type so that with pin_check=off and no audit pgx does not even call the
+// prepare hooks: the check then costs nothing at all. (tracer has batch and
+// connect hooks of its own, for telemetry: a batch is one operation, timed
+// as such.)
 type pinTracer struct {
 	tracer
-	pins *pinChecker
+	pins   *pinChecker // nil under pin_check=off (with session_audit=on)
+	refuse bool        // pin_check=error
+	audit  bool        // session_audit=on
 }
 
 var (
@@ -41,10 +45,22 @@ func newTracer(c *Connector, user pgx.QueryTracer) pgx.QueryTracer {
 	if c.tel == nil { // NewPgxpoolConfig's connector: pinning metrics only (no per-connection state, so no operation duration)
 		c.tel = newTelemetry(c.cfg)
 	}
-	if c.cfg.PinCheck == PinCheckWarn {
+	mode := c.cfg.PinCheck
+	if mode != PinCheckOff || c.cfg.SessionAudit {
+		// The audit reports through the checker's queue even with the check off.
 		c.pins = newPinChecker(c.cfg.Logger, c.cfg.PinHandler)
 		c.pins.onPin = c.tel.onPin
-		t = &pinTracer{tracer: tracer{c: c}, pins: c.pins}
+		pt := &pinTracer{tracer: tracer{c: c}, pins: c.pins, refuse: mode == PinCheckError, audit: c.cfg.SessionAudit}
+		if mode == PinCheckOff {
+			pt.pins = nil
+		}
+		if mode == PinCheckRetire {
+			c.policy.churn = newChurnGuard(c.cfg.Logger)
+		}
+		if c.cfg.SessionAudit {
+			c.policy.audit = newSessionAudit(c.pins)
+		}
+		t = pt
 	}
 	if user == nil {
 		return t
@@ -93,23 +109,59 @@ func (t *tracer) TraceConnectEnd(ctx context.Context, data pgx.TraceConnectEndDa
 // TraceQueryStart checks the statement before it is sent. data.Args are never
 // looked at: parameter values must not reach a log.
 func (t *pinTracer) TraceQueryStart(ctx context.Context, conn *pgx.Conn, data pgx.TraceQueryStartData) context.Context {
-	t.pins.check(data.SQL, pinKindQuery)
-	return t.tracer.TraceQueryStart(ctx, conn, data)
+	ctx = t.tracer.TraceQueryStart(ctx, conn, data)
+	return t.checked(ctx, conn, data.SQL, pinKindQuery)
 }
 
-// TraceBatchQuery checks each statement of a batch as its result is read.
-func (t *pinTracer) TraceBatchQuery(_ context.Context, _ *pgx.Conn, data pgx.TraceBatchQueryData) {
-	t.pins.check(data.SQL, pinKindBatch)
-}
-
-// TracePrepareStart reports named prepares. An unnamed one ("") is pgx
-// describing a statement it is about to run through Query or Exec, which
-// TraceQueryStart already checks.
-func (t *pinTracer) TracePrepareStart(ctx context.Context, _ *pgx.Conn, data pgx.TracePrepareStartData) context.Context {
-	if data.Name != "" {
-		t.pins.check(data.SQL, pinKindPrepare)
+// TraceBatchStart checks every statement of a batch before any is sent:
+// pgx sends a batch in one go, so under pin_check=error one pinning
+// statement refuses the whole batch, and under retire the connection is
+// marked before the batch runs.
+func (t *pinTracer) TraceBatchStart(ctx context.Context, conn *pgx.Conn, data pgx.TraceBatchStartData) context.Context {
+	ctx = t.tracer.TraceBatchStart(ctx, conn, data)
+	if data.Batch == nil {
+		return ctx
+	}
+	for _, q := range data.Batch.QueuedQueries {
+		if refused := t.checked(ctx, conn, q.SQL, pinKindBatch); refused != ctx {
+			return refused
+		}
 	}
 	return ctx
 }
 
+// TraceBatchQuery has nothing left to do: TraceBatchStart checked the batch.
+func (t *pinTracer) TraceBatchQuery(context.Context, *pgx.Conn, pgx.TraceBatchQueryData) {}
+
+// TracePrepareStart checks named prepares. An unnamed one ("") is pgx
+// describing a statement it is about to run through Query or Exec, which
+// TraceQueryStart already checked.
+func (t *pinTracer) TracePrepareStart(ctx context.Context, conn *pgx.Conn, data pgx.TracePrepareStartData) context.Context {
+	if data.Name == "" {
+		return ctx
+	}
+	return t.checked(ctx, conn, data.SQL, pinKindPrepare)
+}
+
 func (t *pinTracer) TracePrepareEnd(_ context.Context, _ *pgx.Conn, _ pgx.TracePrepareEndData) {}
+
+// checked runs the pinning check on one statement about to be sent on conn
+// and acts on it by mode: it returns the context pgx is to use, which under
+// pin_check=error refuses a pinning statement. It also records the statement
+// for the session audit.
+func (t *pinTracer) checked(ctx context.Context, conn *pgx.Conn, sql, kind string) context.Context {
+	if t.pins != nil {
+		if v := t.pins.check(sql, kind); v != nil {
+			if t.refuse {
+				return refuse(ctx, v)
+			}
+			t.c.policy.onPinned(conn, v)
+		}
+	}
+	if t.audit {
+		if a := auditOf(conn); a != nil {
+			a.ran(sql)
+		}
+	}
+	return ctx
+}

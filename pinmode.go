@@ -1,0 +1,273 @@
+// Copyright 2026 The rdsproxy Authors. SPDX-License-Identifier: Apache-2.0
+
+package rdsproxy
+
+import (
+	"context"
+	"database/sql/driver"
+	"errors"
+	"log/slog"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/stdlib"
+)
+
+// The containing modes of [PinCheckMode]: they act on a pinning statement
+// instead of only reporting it.
+const (
+	// PinCheckRetire reports like PinCheckWarn and retires the connection
+	// that ran the pinning statement: inside the *sql.Conn, transaction or
+	// pgxpool connection that ran it the session state keeps working, and
+	// the connection is never handed to a later checkout. A client session
+	// RDS Proxy pinned stays pinned until it closes, so closing it is the
+	// only way to give the proxy its database connection back.
+	PinCheckRetire PinCheckMode = "retire"
+	// PinCheckError refuses a pinning statement before it is sent: it fails
+	// with an error matching [ErrPinning]. For tests and CI.
+	PinCheckError PinCheckMode = "error"
+)
+
+// valid reports whether m is a known mode.
+func (m PinCheckMode) valid() bool {
+	switch m {
+	case PinCheckWarn, PinCheckOff, PinCheckRetire, PinCheckError:
+		return true
+	}
+	return false
+}
+
+// onOff spells a boolean DSN key whose values are on and off.
+func onOff(b bool) string {
+	if b {
+		return "on"
+	}
+	return "off"
+}
+
+// WithSessionAudit turns the session audit on or off (DSN key session_audit).
+func WithSessionAudit(on bool) Option {
+	return func(c *Config) error {
+		c.SessionAudit = on
+		return nil
+	}
+}
+
+// ErrPinning is matched (errors.Is) by the error of a statement that
+// pin_check=error refused: the statement would have pinned the RDS Proxy
+// session and was not sent to the server.
+var ErrPinning = errors.New("rdsproxy: statement refused by pin_check=error: it would pin the RDS Proxy session")
+
+// pinningError is the refusal of one statement. Its text names the reasons,
+// the remedies and the statement's fingerprint (no literal or parameter
+// value).
+type pinningError struct {
+	event *PinEvent
+}
+
+func (e *pinningError) Error() string {
+	var b strings.Builder
+	b.WriteString(ErrPinning.Error())
+	b.WriteString(" (reason ")
+	b.WriteString(joinReasons(e.event.Reasons))
+	b.WriteString("; ")
+	b.WriteString(joinRemedies(e.event.Findings))
+	b.WriteString("); statement: ")
+	b.WriteString(e.event.Fingerprint)
+	return b.String()
+}
+
+func (e *pinningError) Is(target error) bool { return target == ErrPinning }
+
+// refusedContext is the context pin_check=error hands back to pgx from its
+// tracer for a statement that must not run. pgx uses the context a tracer
+// returns for the rest of the call, and pgconn checks Done before it writes
+// anything: the statement fails at once, nothing reaches the server and the
+// connection stays usable. The error pgx returns wraps Err, which is the
+// refusal (so errors.Is(err, ErrPinning) holds).
+type refusedContext struct {
+	context.Context
+	err error
+}
+
+// closedDone is the Done channel of every refusedContext.
+var closedDone = func() chan struct{} { c := make(chan struct{}); close(c); return c }()
+
+func (c *refusedContext) Done() <-chan struct{}       { return closedDone }
+func (c *refusedContext) Err() error                  { return c.err }
+func (c *refusedContext) Deadline() (time.Time, bool) { return time.Time{}, false }
+
+// refuse returns the context that makes pgx fail v's statement unsent.
+func refuse(ctx context.Context, v *pinVerdict) context.Context {
+	return &refusedContext{Context: ctx, err: &pinningError{event: &v.event}}
+}
+
+// refusingConn is the connection database/sql gets under pin_check=error.
+// stdlib turns every error that pgx marks safe to retry, which includes a
+// context done before sending, into driver.ErrBadConn, and database/sql
+// then discards the connection and runs the statement again on others: a
+// refusal by context would reach the caller as "bad connection", after
+// three connections were closed. So under database/sql the statement is
+// refused here, above stdlib, with the error itself. (sql.Conn).Raw yields
+// this type rather than *stdlib.Conn under pin_check=error; its Conn method
+// returns the *pgx.Conn as stdlib's does. Statements run on that *pgx.Conn
+// directly are refused by the tracer.
+type refusingConn struct {
+	*stdlib.Conn
+	pins *pinChecker
+}
+
+var (
+	_ driver.ExecerContext      = (*refusingConn)(nil)
+	_ driver.QueryerContext     = (*refusingConn)(nil)
+	_ driver.ConnPrepareContext = (*refusingConn)(nil)
+	_ driver.SessionResetter    = (*refusingConn)(nil)
+	_ driver.NamedValueChecker  = (*refusingConn)(nil)
+	_ driver.ConnBeginTx        = (*refusingConn)(nil)
+	_ driver.Pinger             = (*refusingConn)(nil)
+)
+
+func (c *refusingConn) ExecContext(ctx context.Context, query string, args []driver.NamedValue) (driver.Result, error) {
+	if v := c.pins.check(query, pinKindQuery); v != nil {
+		return nil, &pinningError{event: &v.event}
+	}
+	return c.Conn.ExecContext(ctx, query, args)
+}
+
+func (c *refusingConn) QueryContext(ctx context.Context, query string, args []driver.NamedValue) (driver.Rows, error) {
+	if v := c.pins.check(query, pinKindQuery); v != nil {
+		return nil, &pinningError{event: &v.event}
+	}
+	return c.Conn.QueryContext(ctx, query, args)
+}
+
+// PrepareContext refuses what database/sql would prepare: stdlib always
+// prepares a named server-side statement, which pins by itself.
+func (c *refusingConn) PrepareContext(ctx context.Context, query string) (driver.Stmt, error) {
+	if v := c.pins.check(query, pinKindPrepare); v != nil {
+		return nil, &pinningError{event: &v.event}
+	}
+	return c.Conn.PrepareContext(ctx, query)
+}
+
+func (c *refusingConn) Prepare(query string) (driver.Stmt, error) {
+	return c.PrepareContext(context.Background(), query)
+}
+
+// Limits of pin_check=retire's churn guard. Retiring a connection costs a
+// reconnect (a TLS handshake and a proxy login) at its next checkout; that
+// is worth it for a statement a few requests run, not for one that runs on
+// every connection, whose replacement pins again at once.
+const (
+	// pinChurnStreak: a statement that pinned this many connections in a
+	// row, each before its first reuse, runs on every connection (a connect
+	// hook, or the start of every request). Its connections are kept from
+	// then on, as under warn, and one warning names its fingerprint. A
+	// statement one request in ten runs does this once in 10^8 streaks.
+	pinChurnStreak = 8
+
+	// pinRetireCeiling retirements per pinRetireWindow at most, per
+	// connector: ten reconnects a second keeps a fleet of a few dozen
+	// instances under the ~200 new IAM connections a second AWS advises per
+	// database. Past it, pinning connections are kept for the rest of the
+	// window (and one warning says so); the ones already marked still go.
+	pinRetireCeiling = 600
+	pinRetireWindow  = time.Minute
+)
+
+// churnGuard decides, for pin_check=retire, whether a connection that just
+// pinned is retired. Safe for concurrent use.
+type churnGuard struct {
+	logger *slog.Logger // nil: slog.Default()
+	now    func() time.Time
+
+	mu          sync.Mutex
+	windowStart time.Time
+	retired     int                 // retirements in the current window
+	streak      map[uint64]int      // per fingerprint hash: first-use pins in a row
+	churning    map[uint64]struct{} // statements that run on every connection
+	warnedCeil  bool
+}
+
+func newChurnGuard(logger *slog.Logger) *churnGuard {
+	return &churnGuard{logger: logger, now: time.Now, streak: make(map[uint64]int), churning: make(map[uint64]struct{})}
+}
+
+// allow reports whether the connection v's statement just pinned is to be
+// retired. firstUse says the connection had not been reused yet.
+func (g *churnGuard) allow(v *pinVerdict, firstUse bool) bool {
+	h := v.key.hash
+	g.mu.Lock()
+	if _, ok := g.churning[h]; ok {
+		g.mu.Unlock()
+		return false
+	}
+	if firstUse {
+		g.streak[h]++
+	} else {
+		delete(g.streak, h)
+	}
+	if g.streak[h] >= pinChurnStreak {
+		delete(g.streak, h)
+		if len(g.churning) < maxPinReported {
+			g.churning[h] = struct{}{}
+		}
+		g.mu.Unlock()
+		g.warn("rdsproxy: pin_check=retire keeps connections pinned by a statement that runs on every connection: "+
+			"retiring them would only reconnect at every checkout. Move its session state to startup parameters "+
+			"or the proxy's InitQuery", v)
+		return false
+	}
+	if now := g.now(); now.Sub(g.windowStart) >= pinRetireWindow {
+		g.windowStart, g.retired = now, 0
+	}
+	if g.retired >= pinRetireCeiling {
+		warn := !g.warnedCeil
+		g.warnedCeil = true
+		g.mu.Unlock()
+		if warn {
+			g.warn("rdsproxy: pin_check=retire reached its ceiling of retirements a minute; "+
+				"connections that pin are kept until the minute is over", v)
+		}
+		return false
+	}
+	g.retired++
+	if len(g.streak) > maxPinReported {
+		clear(g.streak)
+	}
+	g.mu.Unlock()
+	return true
+}
+
+func (g *churnGuard) warn(msg string, v *pinVerdict) {
+	logger := g.logger
+	if logger == nil {
+		logger = slog.Default()
+	}
+	logger.LogAttrs(context.Background(), slog.LevelWarn, msg,
+		slog.String("reason", joinReasons(v.event.Reasons)),
+		slog.String("fingerprint", v.event.Fingerprint),
+		slog.String("fingerprint_hash", v.event.FingerprintHash))
+}
+
+// onPinned acts on a statement that pins, run on conn, according to mode:
+// it records that the connection is pinned (the pinned gauge) and, under
+// retire, retires it. It runs before the statement is sent.
+func (p *poolPolicy) onPinned(conn *pgx.Conn, v *pinVerdict) {
+	s := stateOf(conn)
+	if s == nil {
+		return
+	}
+	old := s.flags.Or(flagPinned)
+	if old&flagPinned == 0 {
+		p.pinnedOpen.Add(1)
+	}
+	if p.churn == nil || old&flagPinned != 0 || retireReason(s.retire.Load()) != notRetired {
+		return
+	}
+	if p.churn.allow(v, old&flagReused == 0) {
+		p.markRetired(conn, retirePinned)
+	}
+}
