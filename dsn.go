@@ -48,12 +48,12 @@ var ownKeys = []string{keyIAM, keyAWSRegion, keyPinCheck, keySessionAudit, keyPo
 var reservedPrefixes = []string{"iam", "aws_", "pin_", "pool_", "rdsproxy"}
 
 const (
-	acceptedBool     = "true or false"
-	acceptedRegion   = "an AWS region name such as us-east-1"
-	acceptedPinCheck = "off, warn, retire or error"
+	acceptedBool         = "true or false"
+	acceptedRegion       = "an AWS region name such as us-east-1"
+	acceptedPinCheck     = "off, warn, retire or error"
 	acceptedSessionAudit = "on or off"
-	acceptedMaxConns = "a whole number from 1 to 10000"
-	maxMaxConns      = 10000
+	acceptedMaxConns     = "a whole number from 1 to 10000"
+	maxMaxConns          = 10000
 )
 
 // defaultSSLMode is used when neither the DSN nor PGSSLMODE names an sslmode.
