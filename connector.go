@@ -198,7 +198,7 @@ func (c *Connector) Connect(ctx context.Context) (driver.Conn, error) {
 		return nil, classifyError(err) // the proxy's borrow timeout matches ErrBorrowTimeout
 	}
 	if sc, ok := conn.(*stdlib.Conn); ok && c.cfg.PinCheck == PinCheckError {
-		return &refusingConn{Conn: sc, pins: c.pins}, nil
+		return &refusingConn{stdConn: sc, pins: c.pins}, nil
 	}
 	return conn, nil
 }

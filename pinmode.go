@@ -115,9 +115,13 @@ func refuse(ctx context.Context, v *pinVerdict) context.Context {
 // returns the *pgx.Conn as stdlib's does. Statements run on that *pgx.Conn
 // directly are refused by the tracer.
 type refusingConn struct {
-	*stdlib.Conn
+	*stdConn
 	pins *pinChecker
 }
+
+// stdConn names *stdlib.Conn's embedded field apart from its Conn method,
+// which refusingConn must keep.
+type stdConn = stdlib.Conn
 
 var (
 	_ driver.ExecerContext      = (*refusingConn)(nil)
@@ -133,14 +137,14 @@ func (c *refusingConn) ExecContext(ctx context.Context, query string, args []dri
 	if v := c.pins.check(query, pinKindQuery); v != nil {
 		return nil, &pinningError{event: &v.event}
 	}
-	return c.Conn.ExecContext(ctx, query, args)
+	return c.stdConn.ExecContext(ctx, query, args)
 }
 
 func (c *refusingConn) QueryContext(ctx context.Context, query string, args []driver.NamedValue) (driver.Rows, error) {
 	if v := c.pins.check(query, pinKindQuery); v != nil {
 		return nil, &pinningError{event: &v.event}
 	}
-	return c.Conn.QueryContext(ctx, query, args)
+	return c.stdConn.QueryContext(ctx, query, args)
 }
 
 // PrepareContext refuses what database/sql would prepare: stdlib always
@@ -149,7 +153,7 @@ func (c *refusingConn) PrepareContext(ctx context.Context, query string) (driver
 	if v := c.pins.check(query, pinKindPrepare); v != nil {
 		return nil, &pinningError{event: &v.event}
 	}
-	return c.Conn.PrepareContext(ctx, query)
+	return c.stdConn.PrepareContext(ctx, query)
 }
 
 func (c *refusingConn) Prepare(query string) (driver.Stmt, error) {

@@ -164,7 +164,8 @@ const (
 	flagDead                        // its death was counted in poolPolicy.deaths (once per connection)
 	flagOverflow                    // opened past the cap for a stuck caller (overflow.go); retired at its first reuse
 	flagPinned                      // ran a statement that pins the proxy session (the pinned gauge, pinmode.go)
-	flagReused                      // handed out again at least once since it was opened (pinmode.go's churn guard)
+	flagCheckedOut                  // handed out once
+	flagReused                      // handed out again since (pinmode.go's churn guard)
 )
 
 const customDataKey = "rdsproxy.conn"
@@ -322,7 +323,9 @@ func (p *poolPolicy) shouldPing(conn *pgx.Conn, idle time.Duration) bool {
 		return false
 	}
 	s.lastUsed.Store(now.wall) // a checkout is use: pings and COPY count too, not only traced statements
-	if s.flags.Load()&flagReused == 0 {
+	if f := s.flags.Load(); f&flagCheckedOut == 0 {
+		s.flags.Or(flagCheckedOut) // pgxpool asks about new connections too: the first checkout
+	} else if f&flagReused == 0 {
 		s.flags.Or(flagReused)
 	}
 	// A negative age means the injected clock went backwards: probe.
