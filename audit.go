@@ -35,7 +35,7 @@ const auditQuery = `SELECT 'setting', name FROM pg_catalog.pg_settings WHERE sou
 UNION ALL SELECT 'prepared_statement', name FROM pg_catalog.pg_prepared_statements WHERE name NOT LIKE 'stmtcache\_%' AND name NOT LIKE 'stmt\_%'
 UNION ALL SELECT 'cursor', name FROM pg_catalog.pg_cursors WHERE is_holdable
 UNION ALL SELECT 'listen', c FROM pg_catalog.pg_listening_channels() AS c
-UNION ALL SELECT 'temp_relation', relname::text FROM pg_catalog.pg_class WHERE relnamespace = pg_catalog.pg_my_temp_schema()
+UNION ALL SELECT 'temp_relation', relname::text FROM pg_catalog.pg_class WHERE pg_catalog.pg_my_temp_schema() <> 0 AND relnamespace = pg_catalog.pg_my_temp_schema()
 UNION ALL SELECT 'advisory_lock', '' FROM pg_catalog.pg_locks WHERE locktype = 'advisory' AND pid = pg_catalog.pg_backend_pid()`
 
 // Named statements pgx makes itself (stmtcache_ for its statement cache in
