@@ -160,12 +160,12 @@ type connState struct {
 
 // connState.flags bits.
 const (
-	flagHandBack uint32 = 1 << iota // give this connection to a waiting caller instead of reusing it (fairness)
-	flagDead                        // its death was counted in poolPolicy.deaths (once per connection)
-	flagOverflow                    // opened past the cap for a stuck caller (overflow.go); retired at its first reuse
-	flagPinned                      // ran a statement that pins the proxy session (the pinned gauge, pinmode.go)
-	flagCheckedOut                  // handed out once
-	flagReused                      // handed out again since (pinmode.go's churn guard)
+	flagHandBack   uint32 = 1 << iota // give this connection to a waiting caller instead of reusing it (fairness)
+	flagDead                          // its death was counted in poolPolicy.deaths (once per connection)
+	flagOverflow                      // opened past the cap for a stuck caller (overflow.go); retired at its first reuse
+	flagPinned                        // ran a statement that pins the proxy session (the pinned gauge, pinmode.go)
+	flagCheckedOut                    // handed out once
+	flagReused                        // handed out again since (pinmode.go's churn guard)
 )
 
 const customDataKey = "rdsproxy.conn"
