@@ -71,6 +71,14 @@ remedy and a fingerprint, at most 10 a minute per connector, and calls the
 		t.Errorf("pins the RDS Proxy session: %v: %s", e.Reasons, e.Fingerprint)
 	}))
 
+pin_check=retire also retires the connection that ran a pinning statement:
+its holder keeps the session state until it lets go, and no later checkout
+gets that connection. pin_check=error, for tests and CI, refuses a pinning
+statement before it is sent, with an error matching [ErrPinning].
+session_audit=on, for staging and CI, runs one read-only catalog query before
+each reuse of a connection and reports state that functions or DO blocks left
+(a [PinEvent] of kind audit), then retires the connection.
+
 Statements sent below pgx's tracer, through (*sql.Conn).Raw → *stdlib.Conn →
 Conn().PgConn() (pgconn's Exec, ExecParams, Prepare, CopyFrom and the rest),
 are neither checked nor traced.
