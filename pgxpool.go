@@ -33,6 +33,10 @@ import (
 //     background);
 //   - pgx's cache_describe exec mode ([DefaultQueryExecMode]) unless the DSN
 //     sets default_query_exec_mode.
+//   - with pin_check=retire or session_audit=on, the AfterConnect, ShouldPing,
+//     PrepareConn, AfterRelease and BeforeClose hooks that retire a
+//     connection at its release and run the audit at checkout; call them
+//     from your own if you replace them.
 //
 // Differences from the database/sql connector: pgxpool cannot retry a dial,
 // so when the proxy rejects a cached IAM token the Acquire that dialed fails;
@@ -76,6 +80,9 @@ func NewPgxpoolConfig(dsn string, opts ...Option) (*pgxpool.Config, error) {
 	// per-connection state and does nothing.
 	c := &Connector{cfg: cfg, policy: &poolPolicy{}}
 	tr := newTracer(c, cfg.Tracer)
+	if cfg.PinCheck == PinCheckRetire || cfg.SessionAudit {
+		c.policy.configureContainment(pc)
+	}
 	iam, err := installAuth(cfg, pc)
 	if err != nil {
 		return nil, err

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/jackc/pgx/v5/stdlib"
 )
 
@@ -273,5 +274,53 @@ func (p *poolPolicy) onPinned(conn *pgx.Conn, v *pinVerdict) {
 	}
 	if p.churn.allow(v, old&flagReused == 0) {
 		p.markRetired(conn, retirePinned)
+	}
+}
+
+// noteCheckout records a checkout of the connection with state s, telling
+// its first checkout from a reuse (the churn guard's firstUse).
+func noteCheckout(s *connState) {
+	if f := s.flags.Load(); f&flagCheckedOut == 0 {
+		s.flags.Or(flagCheckedOut) // pgxpool asks about new connections too: the first checkout
+	} else if f&flagReused == 0 {
+		s.flags.Or(flagReused)
+	}
+}
+
+// configureContainment installs on NewPgxpoolConfig's pool what
+// pin_check=retire and session_audit=on need, and nothing else: pgxpool
+// keeps enforcing its own limits there. Per-connection state from connect
+// (and the audit's baseline); the checkout noted; a retired connection or
+// one the audit finds state on is not handed out (PrepareConn) and is
+// destroyed at its release (AfterRelease), the earliest point pgxpool
+// offers.
+func (p *poolPolicy) configureContainment(pc *pgxpool.Config) {
+	pc.AfterConnect = func(ctx context.Context, conn *pgx.Conn) error {
+		p.afterConnect(conn)
+		return p.baseline(ctx, conn)
+	}
+	pc.ShouldPing = func(_ context.Context, sp pgxpool.ShouldPingParams) bool {
+		if s := stateOf(sp.Conn); s != nil {
+			noteCheckout(s)
+		}
+		return sp.IdleDuration > pingAfterIdle // pgxpool's own rule
+	}
+	pc.PrepareConn = func(ctx context.Context, conn *pgx.Conn) (bool, error) {
+		if s := stateOf(conn); s != nil && retireReason(s.retire.Load()) != notRetired {
+			return false, nil
+		}
+		if p.audit != nil && !p.audit.clean(ctx, conn, p) {
+			return false, nil
+		}
+		return true, nil
+	}
+	pc.AfterRelease = func(conn *pgx.Conn) bool {
+		s := stateOf(conn)
+		return s == nil || retireReason(s.retire.Load()) == notRetired
+	}
+	pc.BeforeClose = func(conn *pgx.Conn) {
+		if s := stateOf(conn); s != nil {
+			p.untrack(s)
+		}
 	}
 }

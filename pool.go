@@ -323,11 +323,7 @@ func (p *poolPolicy) shouldPing(conn *pgx.Conn, idle time.Duration) bool {
 		return false
 	}
 	s.lastUsed.Store(now.wall) // a checkout is use: pings and COPY count too, not only traced statements
-	if f := s.flags.Load(); f&flagCheckedOut == 0 {
-		s.flags.Or(flagCheckedOut) // pgxpool asks about new connections too: the first checkout
-	} else if f&flagReused == 0 {
-		s.flags.Or(flagReused)
-	}
+	noteCheckout(s)
 	// A negative age means the injected clock went backwards: probe.
 	if age := time.Duration(now.mono - s.lastAnswer.Load()); age < 0 || age >= probeAfterIdle {
 		switch s.prober.Probe() {
