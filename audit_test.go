@@ -119,4 +119,11 @@ func TestSessionAudit(t *testing.T) {
 		expect(c.left, c.suspect)
 		require.Equal(t, n+1, authsBefore(), "%s: the connection was not retired", c.left)
 	}
+
+	// The same cause again: retired again, reported once.
+	n := authsBefore()
+	request(cases[0].stmt)
+	reuse()
+	noEvent("a cause already reported")
+	require.Equal(t, n+1, authsBefore(), "the connection was not retired")
 }

@@ -317,3 +317,37 @@ func (l lockedWriter) Write(b []byte) (int, error) {
 	defer l.mu.Unlock()
 	return l.w.Write(b)
 }
+
+// TestPinRetireKeepsStateForHolder: the *sql.Conn or transaction that ran a
+// pinning statement keeps its state until it lets go; the next checkout gets
+// another connection.
+func TestPinRetireKeepsStateForHolder(t *testing.T) {
+	p, db, _ := openPinMode(t, "pin_check=retire&pool_max_conns=1", rdsproxy.WithLogger(slog.New(slog.DiscardHandler)))
+	ctx := context.Background()
+	path := func(q interface {
+		QueryRowContext(context.Context, string, ...any) *sql.Row
+	}) string {
+		var s string
+		require.NoError(t, q.QueryRowContext(ctx, "SELECT current_setting('search_path')").Scan(&s))
+		return s
+	}
+	conn, err := db.Conn(ctx)
+	require.NoError(t, err)
+	_, err = conn.ExecContext(ctx, "SET search_path TO "+leakMarker+", public")
+	require.NoError(t, err)
+	for i := 0; i < 3; i++ {
+		require.Contains(t, path(conn), leakMarker, "the holder lost its own state")
+	}
+	require.NoError(t, conn.Close())
+	require.NotContains(t, path(db), leakMarker)
+	require.EqualValues(t, 2, p.Authentications())
+
+	tx, err := db.BeginTx(ctx, nil)
+	require.NoError(t, err)
+	_, err = tx.ExecContext(ctx, "SELECT set_config('search_path', '"+leakMarker+"', false)")
+	require.NoError(t, err)
+	require.Contains(t, path(tx), leakMarker)
+	require.NoError(t, tx.Commit())
+	require.NotContains(t, path(db), leakMarker)
+	require.EqualValues(t, 3, p.Authentications())
+}
