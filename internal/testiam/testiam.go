@@ -91,12 +91,12 @@ func Start(tb testing.TB, opts ...Option) (*proxyemu.Proxy, string) {
 		tb.Fatalf("start the RDS Proxy emulator: %v", err)
 	}
 	tb.Cleanup(func() { p.Close() })
-	return p, DSN(tb, p, dbURL.User.Username(), dbURL.Path, s.appName)
+	return p, iamDSN(tb, p, dbURL.User.Username(), dbURL.Path, s.appName)
 }
 
-// DSN returns an iam=true DSN for the running emulator p, logging in as user
+// iamDSN returns an iam=true DSN for the running emulator p, logging in as user
 // to database path (a URL path, "/postgres") with application_name app.
-func DSN(tb testing.TB, p *proxyemu.Proxy, user, path, app string) string {
+func iamDSN(tb testing.TB, p *proxyemu.Proxy, user, path, app string) string {
 	tb.Helper()
 	u := url.URL{Scheme: "postgres", User: url.User(user), Host: p.Addr(), Path: path}
 	// Fixed parameter order: tests strip "iam=true&" and the region from it
