@@ -106,15 +106,9 @@ type Config struct {
 	// was parsed; it selects the Lambda defaults.
 	InLambda bool
 
-	maxConnsSet    bool // MaxConns came from the DSN or an option, not a default
-	idleTimeSet    bool
-	lifetimeSet    bool
-	jitterSet      bool
-	healthCheckSet bool
-	execModeSet    bool
-	iamOpts        hidden[*iamOptions] // nil until an IAM option is given; see editIAM
-	password       hidden[string]      // the connection string's password, set at each dial (installAuth)
-	parsedPool     *pgxpool.Config     // from ParseConfig, so a connector need not parse a DSN again
+	iamOpts    hidden[*iamOptions] // nil until an IAM option is given; see editIAM
+	password   hidden[string]      // the connection string's password, set at each dial (installAuth)
+	parsedPool *pgxpool.Config     // made by pgxpool.ParseConfig in ParseConfig, which is the only way to make one: buildPool copies it
 
 	// MeterProvider receives the driver's metrics (see the package
 	// documentation, Telemetry). Set it with [WithMeterProvider]. Default:
@@ -150,31 +144,14 @@ type Config struct {
 // validate checks the whole config after the DSN and every option were applied.
 // Each error names the key and the accepted values.
 func (c *Config) validate() error {
-	if c.ConnConfig == nil {
+	if c.ConnConfig == nil || c.parsedPool == nil {
 		return &ConfigError{Key: "Config", Value: "zero value", Accepted: "a Config returned by ParseConfig"}
 	}
-	if c.MaxConns < 1 || c.MaxConns > maxMaxConns {
-		return &ConfigError{Key: keyPoolMaxConns, Value: fmt.Sprint(c.MaxConns), Accepted: acceptedMaxConns}
-	}
-	if err := checkLifetime(keyPoolMaxConnLifetime, c.MaxConnLifetime); err != nil {
-		return err
-	}
-	if err := checkJitter(keyPoolMaxConnLifetimeJitter, c.MaxConnLifetime, c.MaxConnLifetimeJitter); err != nil {
-		return err
-	}
-	if err := checkIdleTime(keyPoolMaxConnIdleTime, c.MaxConnIdleTime); err != nil {
-		return err
-	}
-	if err := checkHealthCheckPeriod(keyPoolHealthCheckPeriod, c.HealthCheckPeriod); err != nil {
+	if err := c.checkSettings(); err != nil {
 		return err
 	}
 	if err := checkSearchPath(c.ConnConfig.RuntimeParams); err != nil {
 		return err
-	}
-	switch c.PinCheck {
-	case PinCheckWarn, PinCheckOff:
-	default:
-		return &ConfigError{Key: keyPinCheck, Value: string(c.PinCheck), Accepted: acceptedPinCheck}
 	}
 	// A token from WithTokenFunc is as much a bearer credential as one
 	// signed for iam=true, whatever the DSN says about IAM.
@@ -204,9 +181,8 @@ func serverVerified(cc *pgconn.Config) bool {
 	return true
 }
 
-// Bounds of the duration settings. The DSN keys (setKey), the options and
-// validate (which also sees a Config edited by hand) all check them through
-// the check functions below, so each bound lives only here.
+// Bounds of the duration settings, checked by the settings table
+// (settings.go) and checkTokenMargin.
 const (
 	// minMaxConnLifetime: every retirement opens a new connection (TCP, TLS,
 	// the proxy's token check); a shorter lifetime turns a busy pool into
@@ -266,40 +242,6 @@ func fmtDuration(d time.Duration) string {
 		s = strings.TrimSuffix(s, "0m")
 	}
 	return s
-}
-
-// checkLifetime checks a connection lifetime; key names the DSN key or option
-// in the error.
-func checkLifetime(key string, d time.Duration) error {
-	if d < minMaxConnLifetime || d >= maxMaxConnLifetime {
-		return &ConfigError{Key: key, Value: d.String(), Accepted: acceptedLifetime}
-	}
-	return nil
-}
-
-// checkJitter checks a lifetime's jitter against the lifetime.
-func checkJitter(key string, lifetime, jitter time.Duration) error {
-	// Compared by subtraction: lifetime+jitter can overflow to a negative value.
-	if jitter < 0 || jitter >= maxMaxConnLifetime-lifetime {
-		return &ConfigError{Key: key, Value: jitter.String(), Accepted: acceptedJitter}
-	}
-	return nil
-}
-
-// checkIdleTime checks an idle limit.
-func checkIdleTime(key string, d time.Duration) error {
-	if d < minMaxConnIdleTime || d > maxMaxConnIdleTime {
-		return &ConfigError{Key: key, Value: d.String(), Accepted: acceptedIdleTime}
-	}
-	return nil
-}
-
-// checkHealthCheckPeriod checks the health check period.
-func checkHealthCheckPeriod(key string, d time.Duration) error {
-	if d < minHealthCheckPeriod || d > maxHealthCheckPeriod {
-		return &ConfigError{Key: key, Value: d.String(), Accepted: acceptedHealthCheckPeriod}
-	}
-	return nil
 }
 
 // checkTokenMargin checks a TokenSource's margin (0 selects the default).

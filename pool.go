@@ -32,15 +32,6 @@ const (
 	// work plus one spare for a concurrent query or transaction.
 	DefaultLambdaMaxConns = 2
 
-	// minConnsUnderDatabaseSQLDefaults is the lowest default cap used when the
-	// connector sits under a *sql.DB whose knobs rdsproxy did not set (plain
-	// sql.Open or sql.OpenDB). database/sql keeps up to 2 idle connections of
-	// its own (defaultMaxIdleConns) and a driver cannot take them back; with a
-	// cap of 2 or less, a caller can be left waiting for a connection that is
-	// idle in database/sql, and is then served only by a connection opened
-	// past the cap (overflow.go). Open sets the knobs and avoids both.
-	minConnsUnderDatabaseSQLDefaults = 3
-
 	// DefaultMaxConnLifetime retires connections after 30 minutes (plus
 	// jitter). It is not about IAM tokens, which are checked only when a
 	// connection is established: it rebalances clients across proxy capacity
@@ -84,19 +75,6 @@ const (
 	// proxyClientMaxLife is RDS Proxy's fixed maximum client connection life.
 	proxyClientMaxLife = 24 * time.Hour
 )
-
-// applyPoolDefaults sets every pool field of c to its default, Lambda-aware.
-func applyPoolDefaults(c *Config) {
-	c.MaxConns = DefaultMaxConns
-	c.MaxConnIdleTime = DefaultMaxConnIdleTime
-	if c.InLambda {
-		c.MaxConns = DefaultLambdaMaxConns
-		c.MaxConnIdleTime = DefaultLambdaMaxConnIdleTime
-	}
-	c.MaxConnLifetime = DefaultMaxConnLifetime
-	c.MaxConnLifetimeJitter = DefaultMaxConnLifetimeJitter
-	c.HealthCheckPeriod = DefaultHealthCheckPeriod
-}
 
 // Reasons a connection is retired; also the values of the retirement metric's
 // reason attribute.

@@ -232,13 +232,6 @@ type iamState struct {
 	key    iamauth.Key
 }
 
-// configureAuth validates the IAM settings and installs the password hook.
-func (c *Connector) configureAuth(pc *pgxpool.Config) error {
-	iam, err := installAuth(c.cfg, pc)
-	c.iam = iam
-	return err
-}
-
 // installAuth validates cfg's IAM settings and installs the password hook as
 // pc.BeforeConnect. It returns the IAM wiring, nil unless iam=true. Both the
 // connector and [NewPgxpoolConfig] use it.
