@@ -62,10 +62,6 @@ type PinReport struct {
 // Pins reports whether running the analyzed SQL would pin the session.
 func (r PinReport) Pins() bool { return len(r.Findings) > 0 }
 
-// ErrUnparsable is wrapped by the error [AnalyzePinning] returns when the
-// PostgreSQL parser rejects the SQL; test for it with errors.Is.
-var ErrUnparsable = pinning.ErrUnparsable
-
 // AnalyzePinning reports whether running sql through RDS Proxy would pin the
 // client session to its database connection, and why. sql may hold several
 // statements separated by semicolons; it pins if any of them does. No database

@@ -5,7 +5,6 @@ package rdsproxy
 import (
 	"context"
 	"database/sql/driver"
-	"errors"
 	"fmt"
 	"os"
 	"sync"
@@ -19,10 +18,6 @@ import (
 
 	"github.com/rdsproxy/rdsproxy/internal/iamauth"
 )
-
-// ErrIAMAuth is wrapped by the error returned when RDS Proxy rejects IAM
-// authentication even with a freshly signed token.
-var ErrIAMAuth = errors.New("rdsproxy: IAM authentication failed")
 
 // TokenFunc returns the password for one new physical connection to
 // host:port as user. With [WithTokenFunc] it replaces AWS signing entirely:
