@@ -93,13 +93,13 @@ func (t *tracer) TraceConnectEnd(ctx context.Context, data pgx.TraceConnectEndDa
 // TraceQueryStart checks the statement before it is sent. data.Args are never
 // looked at: parameter values must not reach a log.
 func (t *pinTracer) TraceQueryStart(ctx context.Context, conn *pgx.Conn, data pgx.TraceQueryStartData) context.Context {
-	t.pins.check(data.SQL, pinKindQuery)
+	t.pins.check(data.SQL, PinKindQuery)
 	return t.tracer.TraceQueryStart(ctx, conn, data)
 }
 
 // TraceBatchQuery checks each statement of a batch as its result is read.
 func (t *pinTracer) TraceBatchQuery(_ context.Context, _ *pgx.Conn, data pgx.TraceBatchQueryData) {
-	t.pins.check(data.SQL, pinKindBatch)
+	t.pins.check(data.SQL, PinKindBatch)
 }
 
 // TracePrepareStart reports named prepares. An unnamed one ("") is pgx
@@ -107,7 +107,7 @@ func (t *pinTracer) TraceBatchQuery(_ context.Context, _ *pgx.Conn, data pgx.Tra
 // TraceQueryStart already checks.
 func (t *pinTracer) TracePrepareStart(ctx context.Context, _ *pgx.Conn, data pgx.TracePrepareStartData) context.Context {
 	if data.Name != "" {
-		t.pins.check(data.SQL, pinKindPrepare)
+		t.pins.check(data.SQL, PinKindPrepare)
 	}
 	return ctx
 }
