@@ -118,7 +118,7 @@ type connState struct {
 	lastUsed   atomic.Int64 // wall clock (Unix ns) of the connect, the last checkout or statement end: idle retirement
 	lastAnswer atomic.Int64 // monotonic stamp of the connect or the last statement's end: the probe window
 	prober     *conncheck.Prober
-	opStart    atomic.Int64  // unix nanos the running statement started, 0 if untimed (telemetry.go)
+	opStart    atomic.Int64  // unix nanos the running statement started, 0 if untimed (telemetry_query.go)
 	deathsSeen atomic.Uint64 // poolPolicy.deaths when this connection was opened
 	opName     atomic.Uint32 // its index in opNames
 	retire     atomic.Uint32 // a retireReason, set (once) when the connection must go
@@ -183,10 +183,9 @@ type poolPolicy struct {
 	// backend dying is usually not alone: failover, pg_terminate_backend of
 	// an application, a proxy or pooler restart take its siblings too, but
 	// not at the same instant. A sibling may show nothing on its socket yet,
-	// or pass a ping and be killed during the caller's next statement
-	// (seen in TestBackendsKilledUnderLoad on a loaded machine, when only a
-	// ping was spent on siblings). So every connection opened before a death
-	// is retired at its next checkout, and database/sql transparently takes
+	// or pass a ping and be killed during the caller's next statement: a
+	// ping does not prove a sibling will survive. So every connection opened
+	// before a death is retired at its next checkout, and database/sql takes
 	// another: one dialled after the death, which whatever killed the
 	// siblings did not see. The cost is up to one reconnect per pooled
 	// connection per death (tokens are cached: no signing); the gain is one
