@@ -20,31 +20,10 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 )
 
-// DSN keys of rdsproxy's own. The pool_* keys have the names and meanings of
-// pgxpool's keys of the same name, so a pgxpool connection string carries over.
-const (
-	keyIAM                       = "iam"
-	keyAWSRegion                 = "aws_region"
-	keyPinCheck                  = "pin_check"
-	keyPoolMaxConns              = "pool_max_conns"
-	keyPoolMaxConnLifetime       = "pool_max_conn_lifetime"
-	keyPoolMaxConnLifetimeJitter = "pool_max_conn_lifetime_jitter"
-	keyPoolMaxConnIdleTime       = "pool_max_conn_idle_time"
-	keyPoolHealthCheckPeriod     = "pool_health_check_period"
-	keyDefaultQueryExecMode      = "default_query_exec_mode" // pgx's own key; we only need to know if it was set
-)
-
 // reservedPrefixes are name spaces rdsproxy owns: an unknown key under one of
 // them is almost certainly a typo of ours, so it is an error rather than a
 // startup parameter silently sent to the server (which RDS Proxy would refuse).
 var reservedPrefixes = []string{"iam", "aws_", "pin_", "pool_", "rdsproxy"}
-
-const (
-	acceptedBool     = "true or false"
-	acceptedRegion   = "an AWS region name such as us-east-1"
-	acceptedMaxConns = "a whole number from 1 to 10000"
-	maxMaxConns      = 10000
-)
 
 // defaultSSLMode is used when neither the DSN nor PGSSLMODE names an sslmode.
 // pgx's own default is prefer, which silently falls back to plaintext; RDS Proxy

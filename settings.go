@@ -3,6 +3,7 @@
 package rdsproxy
 
 import (
+	"fmt"
 	"math"
 	"slices"
 	"strconv"
@@ -11,6 +12,32 @@ import (
 
 	"github.com/rdsproxy/rdsproxy/internal/iamauth"
 )
+
+// DSN keys of rdsproxy's own. The pool_* keys have the names and meanings of
+// pgxpool's keys of the same name, so a pgxpool connection string carries over.
+const (
+	keyIAM                       = "iam"
+	keyAWSRegion                 = "aws_region"
+	keyPinCheck                  = "pin_check"
+	keyPoolMaxConns              = "pool_max_conns"
+	keyPoolMaxConnLifetime       = "pool_max_conn_lifetime"
+	keyPoolMaxConnLifetimeJitter = "pool_max_conn_lifetime_jitter"
+	keyPoolMaxConnIdleTime       = "pool_max_conn_idle_time"
+	keyPoolHealthCheckPeriod     = "pool_health_check_period"
+	keyDefaultQueryExecMode      = "default_query_exec_mode" // pgx's own key; we only need to know if it was set
+)
+
+// Accepted values and bounds of the settings that are not durations.
+const (
+	acceptedBool   = "true or false"
+	acceptedRegion = "an AWS region name such as us-east-1"
+	// maxMaxConns: behind RDS Proxy each in-flight statement holds a
+	// database connection; no client needs more than this many, and a
+	// larger cap can only be a typo (or a units mistake).
+	maxMaxConns = 10000
+)
+
+var acceptedMaxConns = fmt.Sprintf("a whole number from 1 to %d", maxMaxConns)
 
 // setting is one of rdsproxy's own settings: its DSN key, the Option that
 // sets it and the Config field that holds it. The DSN and the options only
@@ -240,4 +267,75 @@ func (c *Config) ownKeyValues() [][2]string {
 		kv = append(kv, [2]string{s.key, s.value(c)})
 	}
 	return kv
+}
+
+// Bounds of the duration settings, checked by the settings table above and
+// checkTokenMargin.
+const (
+	// minMaxConnLifetime: every retirement opens a new connection (TCP, TLS,
+	// the proxy's token check); a shorter lifetime turns a busy pool into
+	// about a connection per checkout.
+	minMaxConnLifetime = time.Minute
+	// maxMaxConnLifetime (exclusive, for the lifetime plus its jitter): RDS
+	// Proxy closes every client connection at 24h, possibly mid-statement.
+	maxMaxConnLifetime = proxyClientMaxLife
+
+	// minMaxConnIdleTime: a shorter idle limit retires connections between the
+	// statements of one request, reconnecting for nothing.
+	minMaxConnIdleTime = time.Second
+	// maxMaxConnIdleTime: no connection lives longer than the lifetime, which
+	// is below 24h, so a longer idle limit can only be a typo.
+	maxMaxConnIdleTime = proxyClientMaxLife
+
+	// minHealthCheckPeriod: the check only compares clocks with the lifetime
+	// and idle limits, at least a second each; running it more often only
+	// wakes the process (a period of a nanosecond keeps a core busy).
+	minHealthCheckPeriod = time.Second
+	// maxHealthCheckPeriod: the check is what closes connections parked past
+	// their idle limit; a longer period leaves them open at the proxy for no
+	// gain.
+	maxHealthCheckPeriod = proxyClientMaxLife
+
+	// minTokenMargin (for TokenSourceOptions.Margin; 0 means the default):
+	// a cached token handed out with less life left can expire during the
+	// dial (DNS, TCP, TLS, a connect timeout while Aurora resumes) or under
+	// clock skew, and be refused by the proxy.
+	minTokenMargin = 30 * time.Second
+	// maxTokenMargin: a token lives 15 minutes; a margin of all of it turns
+	// reuse off (a signing per dial), anything longer can only be a typo.
+	maxTokenMargin = iamauth.TokenLifetime
+)
+
+// Accepted values of the duration settings, in words, from the bounds above.
+var (
+	acceptedLifetime = fmt.Sprintf("a Go duration from %s, below %s (RDS Proxy's fixed client connection life) "+
+		"together with its jitter", fmtDuration(minMaxConnLifetime), fmtDuration(maxMaxConnLifetime))
+	acceptedJitter = fmt.Sprintf("a Go duration from 0s, with the lifetime below %s (RDS Proxy's fixed client "+
+		"connection life)", fmtDuration(maxMaxConnLifetime))
+	acceptedIdleTime = fmt.Sprintf("a Go duration from %s to %s", fmtDuration(minMaxConnIdleTime),
+		fmtDuration(maxMaxConnIdleTime))
+	acceptedHealthCheckPeriod = fmt.Sprintf("a Go duration from %s to %s", fmtDuration(minHealthCheckPeriod),
+		fmtDuration(maxHealthCheckPeriod))
+	acceptedTokenMargin = fmt.Sprintf("0 (the default, %s) or a duration from %s to %s (the token's whole life: no reuse)",
+		fmtDuration(iamauth.DefaultMargin), fmtDuration(minTokenMargin), fmtDuration(maxTokenMargin))
+)
+
+// fmtDuration writes d as a user would type it: 1m, 24h, 1s (not 1m0s).
+func fmtDuration(d time.Duration) string {
+	s := d.String()
+	if strings.HasSuffix(s, "m0s") {
+		s = strings.TrimSuffix(s, "0s")
+	}
+	if strings.HasSuffix(s, "h0m") {
+		s = strings.TrimSuffix(s, "0m")
+	}
+	return s
+}
+
+// checkTokenMargin checks a TokenSource's margin (0 selects the default).
+func checkTokenMargin(key string, d time.Duration) error {
+	if d != 0 && (d < minTokenMargin || d > maxTokenMargin) {
+		return &ConfigError{Key: key, Value: d.String(), Accepted: acceptedTokenMargin}
+	}
+	return nil
 }

@@ -87,7 +87,7 @@ func TestSettingThreeWays(t *testing.T) {
 				direct := result(NewConnectorConfig(cfg))
 
 				require.Equal(t, tc.ok, fromDSN.errKey == "", "DSN: %+v", fromDSN)
-				require.Equal(t, fromDSN, direct, "DSN and a direct edit of the Config differ")
+				require.Equal(t, fromDSN, direct, "DSN and a direct edit of Config.%s differ", s.field)
 				if tc.ok {
 					require.Contains(t, fromDSN.keys, s.key+"="+tc.v)
 				} else {
