@@ -228,8 +228,7 @@ type iamState struct {
 }
 
 // installAuth validates cfg's IAM settings and installs the password hook as
-// pc.BeforeConnect. It returns the IAM wiring, nil unless iam=true. Both the
-// connector and [NewPgxpoolConfig] use it.
+// pc.BeforeConnect. It returns the IAM wiring, nil unless iam=true.
 func installAuth(cfg *Config, pc *pgxpool.Config) (*iamState, error) {
 	o := cfg.iam()
 	if !cfg.IAM && o.set != "" {
