@@ -112,7 +112,10 @@ func (r retireReason) String() string {
 //
 // Every field is read or written on each checkout or statement, so the
 // struct is kept to 64 bytes (one cache line): the per-query cost measured in
-// BenchmarkQueryPaired is mostly memory touched, not instructions.
+// BenchmarkQueryPaired is mostly memory touched, not instructions. The two
+// telemetry fields (opStart, opName) live here for the same reason: a
+// separate per-connection record for telemetry measured no faster and about
+// one point slower with an OpenTelemetry SDK installed.
 type connState struct {
 	deadline   int64        // monotonic stamp: created + MaxConnLifetime + this connection's jitter
 	lastUsed   atomic.Int64 // wall clock (Unix ns) of the connect, the last checkout or statement end: idle retirement
