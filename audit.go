@@ -223,7 +223,7 @@ func (a *sessionAudit) report(found []leftover, suspects []string) {
 	if dup {
 		return
 	}
-	ev := PinEvent{Kind: pinKindAudit}
+	ev := PinEvent{Kind: PinKindAudit}
 	var reasons uint16
 	for _, l := range found {
 		r := auditReasons[l.kind]

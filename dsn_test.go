@@ -24,7 +24,7 @@ func TestParseConfigErrors(t *testing.T) {
 	}{
 		{base + "?iam=yes", "iam", "true or false"},
 		{base + "?aws_region=Mars", "aws_region", "us-east-1"},
-		{base + "?pin_check=loud", "pin_check", "off, warn, retire or error"},
+		{base + "?pin_check=loud", "pin_check", "error, off, retire or warn"},
 		{base + "?pool_max_conns=0", "pool_max_conns", "whole number"},
 		{base + "?pool_max_conns=abc", "pool_max_conns", "whole number"},
 		{base + "?pool_max_conns=99999999999", "pool_max_conns", "whole number"},

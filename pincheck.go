@@ -33,10 +33,9 @@ type PinEvent struct {
 	// A statement over 16384 bytes is normalised and hashed up to that size
 	// only: its reason is its size, and its start names it.
 	FingerprintHash string
-	// Kind is how the statement reached the server: "query" (Query, QueryRow,
-	// Exec, also inside transactions), "batch" (a statement of a pgx batch) or
-	// "prepare" (a named server-side prepared statement), or "audit" (state
-	// the session audit found left on a connection, session_audit=on).
+	// Kind is how the statement reached the server: [PinKindQuery],
+	// [PinKindBatch] or [PinKindPrepare]; or [PinKindAudit] for state the
+	// session audit found left on a connection (session_audit=on).
 	Kind string
 	// Leftovers names, for kind audit only, what the audit found left on the
 	// backend: "setting work_mem", "advisory_lock", "temp_relation t",
@@ -49,12 +48,19 @@ type PinEvent struct {
 	Suspects []string
 }
 
-// The values of PinEvent.Kind and of the log attribute kind.
+// The values of PinEvent.Kind, of the log attribute kind and of the pinning
+// counter's rdsproxy.pinning.kind attribute. Untyped, so they compare with
+// and assign to any string.
 const (
-	pinKindQuery   = "query"
-	pinKindBatch   = "batch"
-	pinKindPrepare = "prepare"
-	pinKindAudit   = "audit"
+	// PinKindQuery: Query, QueryRow or Exec, also inside transactions.
+	PinKindQuery = "query"
+	// PinKindBatch: a statement of a pgx batch.
+	PinKindBatch = "batch"
+	// PinKindPrepare: a named server-side prepared statement.
+	PinKindPrepare = "prepare"
+	// PinKindAudit: state the session audit found left on a connection; the
+	// event's Leftovers and Suspects say what and after which statements.
+	PinKindAudit = "audit"
 )
 
 // auditWarnMessage is the message of the WARN record for a session audit
@@ -110,12 +116,6 @@ const (
 	// waiting, the report is dropped and counted as suppressed.
 	pinQueueSize = 1024
 )
-
-// pinReasonOrder is the canonical order of reasons (the internal analyzer's).
-var pinReasonOrder = [...]PinReason{
-	PinSessionSetting, PinPreparedStatement, PinDiscard, PinTempObject, PinCursor,
-	PinListen, PinLoad, PinSequence, PinAdvisoryLock, PinStatementSize,
-}
 
 // pinVerdict is the cached result for one statement text.
 type pinVerdict struct {
@@ -194,7 +194,7 @@ func newPinChecker(logger *slog.Logger, handler func(PinEvent)) *pinChecker {
 // statement's arguments.
 func (p *pinChecker) check(sql, kind string) *pinVerdict {
 	cache := &p.verdicts
-	if kind == pinKindPrepare {
+	if kind == PinKindPrepare {
 		cache = &p.prepared
 	}
 	key := sql
@@ -265,7 +265,7 @@ func (p *pinChecker) analyze(sql, kind string) *pinVerdict {
 		sql = longPrefix(sql) // see maxPinKeyBytes
 	}
 	r, _ := pinning.Analyze(sql)
-	named := kind == pinKindPrepare
+	named := kind == PinKindPrepare
 	if !r.Pins() && !named {
 		return cleanVerdict
 	}
@@ -409,7 +409,7 @@ func (p *pinChecker) deliver(n *pinNotice) {
 	if logger == nil {
 		logger = slog.Default()
 	}
-	if n.event.Kind == pinKindAudit {
+	if n.event.Kind == PinKindAudit {
 		p.deliverAudit(logger, n)
 		return
 	}

@@ -31,31 +31,6 @@ const (
 	PinCheckError PinCheckMode = "error"
 )
 
-// valid reports whether m is a known mode.
-func (m PinCheckMode) valid() bool {
-	switch m {
-	case PinCheckWarn, PinCheckOff, PinCheckRetire, PinCheckError:
-		return true
-	}
-	return false
-}
-
-// onOff spells a boolean DSN key whose values are on and off.
-func onOff(b bool) string {
-	if b {
-		return "on"
-	}
-	return "off"
-}
-
-// WithSessionAudit turns the session audit on or off (DSN key session_audit).
-func WithSessionAudit(on bool) Option {
-	return func(c *Config) error {
-		c.SessionAudit = on
-		return nil
-	}
-}
-
 // ErrPinning is matched (errors.Is) by the error of a statement that
 // pin_check=error refused: the statement would have pinned the RDS Proxy
 // session and was not sent to the server.
@@ -135,14 +110,14 @@ var (
 )
 
 func (c *refusingConn) ExecContext(ctx context.Context, query string, args []driver.NamedValue) (driver.Result, error) {
-	if v := c.pins.check(query, pinKindQuery); v != nil {
+	if v := c.pins.check(query, PinKindQuery); v != nil {
 		return nil, &pinningError{event: &v.event}
 	}
 	return c.stdConn.ExecContext(ctx, query, args)
 }
 
 func (c *refusingConn) QueryContext(ctx context.Context, query string, args []driver.NamedValue) (driver.Rows, error) {
-	if v := c.pins.check(query, pinKindQuery); v != nil {
+	if v := c.pins.check(query, PinKindQuery); v != nil {
 		return nil, &pinningError{event: &v.event}
 	}
 	return c.stdConn.QueryContext(ctx, query, args)
@@ -151,7 +126,7 @@ func (c *refusingConn) QueryContext(ctx context.Context, query string, args []dr
 // PrepareContext refuses what database/sql would prepare: stdlib always
 // prepares a named server-side statement, which pins by itself.
 func (c *refusingConn) PrepareContext(ctx context.Context, query string) (driver.Stmt, error) {
-	if v := c.pins.check(query, pinKindPrepare); v != nil {
+	if v := c.pins.check(query, PinKindPrepare); v != nil {
 		return nil, &pinningError{event: &v.event}
 	}
 	return c.stdConn.PrepareContext(ctx, query)

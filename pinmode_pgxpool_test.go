@@ -18,15 +18,16 @@ import (
 	"github.com/rdsproxy/rdsproxy"
 	"github.com/rdsproxy/rdsproxy/internal/proxyemu"
 	"github.com/rdsproxy/rdsproxy/internal/testdb"
+	"github.com/rdsproxy/rdsproxy/internal/testiam"
 )
 
 // openPinModePool opens a pgxpool through a fresh emulator.
 func openPinModePool(t *testing.T, extra string, opts ...rdsproxy.Option) (*proxyemu.Proxy, *pgxpool.Pool, string) {
 	t.Helper()
-	p, _ := emulator(t, pgBackend(t), nil)
 	app := testdb.AppName(t)
-	ts := rdsproxy.NewTokenSource(rdsproxy.TokenSourceOptions{Credentials: testCreds})
-	pc, err := rdsproxy.NewPgxpoolConfig(pinModeDSN(t, p, app, extra),
+	p, dsn := testiam.Start(t, testiam.AppName(app))
+	ts := rdsproxy.NewTokenSource(rdsproxy.TokenSourceOptions{Credentials: testiam.Credentials})
+	pc, err := rdsproxy.NewPgxpoolConfig(dsn+"&"+extra,
 		append(opts, rdsproxy.WithTokenSource(ts), rdsproxy.WithLogger(slog.New(slog.DiscardHandler)))...)
 	require.NoError(t, err)
 	pool, err := pgxpool.NewWithConfig(context.Background(), pc)

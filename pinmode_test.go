@@ -23,22 +23,17 @@ import (
 	"github.com/rdsproxy/rdsproxy"
 	"github.com/rdsproxy/rdsproxy/internal/proxyemu"
 	"github.com/rdsproxy/rdsproxy/internal/testdb"
+	"github.com/rdsproxy/rdsproxy/internal/testiam"
 )
 
-// pinModeDSN is an emulator DSN with its own application_name and extra keys.
-func pinModeDSN(t *testing.T, p *proxyemu.Proxy, app, extra string) string {
-	dsn := emulatorDSN(t, p)
-	dsn = strings.Replace(dsn, "application_name="+testdb.Prefix()+"_iam", "application_name="+app, 1)
-	return dsn + "&" + extra
-}
-
-// openPinMode opens a database/sql pool through a fresh emulator.
+// openPinMode opens a database/sql pool through a fresh emulator, with its
+// own application_name and extra DSN keys.
 func openPinMode(t *testing.T, extra string, opts ...rdsproxy.Option) (*proxyemu.Proxy, *sql.DB, string) {
 	t.Helper()
-	p, _ := emulator(t, pgBackend(t), nil)
 	app := testdb.AppName(t)
-	ts := rdsproxy.NewTokenSource(rdsproxy.TokenSourceOptions{Credentials: testCreds})
-	db, err := rdsproxy.Open(pinModeDSN(t, p, app, extra), append(opts, rdsproxy.WithTokenSource(ts))...)
+	p, dsn := testiam.Start(t, testiam.AppName(app))
+	ts := rdsproxy.NewTokenSource(rdsproxy.TokenSourceOptions{Credentials: testiam.Credentials})
+	db, err := rdsproxy.Open(dsn+"&"+extra, append(opts, rdsproxy.WithTokenSource(ts))...)
 	require.NoError(t, err)
 	t.Cleanup(func() { db.Close() })
 	return p, db, app

@@ -13,7 +13,9 @@ import (
 // connection, which makes it the one place that sees Query, Exec, statements in
 // transactions and batches, and named prepares. It must stay allocation-free.
 type tracer struct {
-	c *Connector
+	policy *poolPolicy
+	tel    *telemetry
+	out    *checkouts // the connector's checked-out connections (checkouts.go)
 }
 
 // pinTracer is tracer plus the runtime pinning check (pin_check=warn, retire
@@ -24,9 +26,15 @@ type tracer struct {
 // as such.)
 type pinTracer struct {
 	tracer
-	pins   *pinChecker // nil under pin_check=off (with session_audit=on)
-	refuse bool        // pin_check=error
-	audit  bool        // session_audit=on
+	pinTracerMode
+	pins *pinChecker
+}
+
+// pinTracerMode says what pinTracer does besides reporting.
+type pinTracerMode struct {
+	check  bool // run the pinning check (pin_check is not off)
+	refuse bool // pin_check=error
+	audit  bool // session_audit=on: record statements as suspects
 }
 
 var (
@@ -38,29 +46,16 @@ var (
 	_ pgx.PrepareTracer = (*pinTracer)(nil)
 )
 
-// newTracer returns rdsproxy's tracer chained with the user's, if any.
-// multitracer calls every interface each of them implements.
-func newTracer(c *Connector, user pgx.QueryTracer) pgx.QueryTracer {
-	var t pgx.QueryTracer = &tracer{c: c}
-	if c.tel == nil { // NewPgxpoolConfig's connector: pinning metrics only (no per-connection state, so no operation duration)
-		c.tel = newTelemetry(c.cfg)
-	}
-	mode := c.cfg.PinCheck
-	if mode != PinCheckOff || c.cfg.SessionAudit {
-		// The audit reports through the checker's queue even with the check off.
-		c.pins = newPinChecker(c.cfg.Logger, c.cfg.PinHandler)
-		c.pins.onPin = c.tel.onPin
-		pt := &pinTracer{tracer: tracer{c: c}, pins: c.pins, refuse: mode == PinCheckError, audit: c.cfg.SessionAudit}
-		if mode == PinCheckOff {
-			pt.pins = nil
-		}
-		if mode == PinCheckRetire {
-			c.policy.churn = newChurnGuard(c.cfg.Logger)
-		}
-		if c.cfg.SessionAudit {
-			c.policy.audit = newSessionAudit(c.pins)
-		}
-		t = pt
+// newTracer returns rdsproxy's tracer over the given parts (out receives
+// pgxpool's releases), chained with the
+// user's tracer, if any. pins is nil with pin_check=off and no session audit;
+// mode says what the pinning tracer does. multitracer calls every interface
+// each of them implements.
+func newTracer(tel *telemetry, pins *pinChecker, mode pinTracerMode, policy *poolPolicy, out *checkouts, user pgx.QueryTracer) pgx.QueryTracer {
+	base := tracer{policy: policy, tel: tel, out: out}
+	var t pgx.QueryTracer = &base
+	if pins != nil {
+		t = &pinTracer{tracer: base, pinTracerMode: mode, pins: pins}
 	}
 	if user == nil {
 		return t
@@ -69,48 +64,48 @@ func newTracer(c *Connector, user pgx.QueryTracer) pgx.QueryTracer {
 }
 
 func (t *tracer) TraceQueryStart(ctx context.Context, conn *pgx.Conn, data pgx.TraceQueryStartData) context.Context {
-	t.c.policy.statementStarted(stateOf(conn))
-	return t.c.tel.queryStart(ctx, conn, data.SQL, 0)
+	t.policy.statementStarted(stateOf(conn))
+	return t.tel.queryStart(ctx, conn, data.SQL, 0)
 }
 
 // TraceQueryEnd looks the connection's state up once for both the pool
 // policy and telemetry: it runs after every statement.
 func (t *tracer) TraceQueryEnd(ctx context.Context, conn *pgx.Conn, data pgx.TraceQueryEndData) {
 	s := stateOf(conn)
-	t.c.policy.statementEnded(ctx, s, conn, data.Err)
-	t.c.tel.queryEnd(ctx, s, data.Err)
+	t.policy.statementEnded(ctx, s, conn, data.Err)
+	t.tel.queryEnd(ctx, s, data.Err)
 }
 
 // TraceBatchStart and TraceBatchEnd time a batch as one operation (BATCH).
 func (t *tracer) TraceBatchStart(ctx context.Context, conn *pgx.Conn, _ pgx.TraceBatchStartData) context.Context {
-	t.c.policy.statementStarted(stateOf(conn))
-	return t.c.tel.queryStart(ctx, conn, "", opBatch)
+	t.policy.statementStarted(stateOf(conn))
+	return t.tel.queryStart(ctx, conn, "", opBatch)
 }
 
 func (t *tracer) TraceBatchQuery(context.Context, *pgx.Conn, pgx.TraceBatchQueryData) {}
 
 func (t *tracer) TraceBatchEnd(ctx context.Context, conn *pgx.Conn, data pgx.TraceBatchEndData) {
 	s := stateOf(conn)
-	t.c.policy.statementEnded(ctx, s, conn, data.Err)
-	t.c.tel.queryEnd(ctx, s, data.Err)
+	t.policy.statementEnded(ctx, s, conn, data.Err)
+	t.tel.queryEnd(ctx, s, data.Err)
 }
 
 // TraceConnectStart and TraceConnectEnd close the connect span and record
-// create_time (telemetry.go); the span starts in BeforeConnect, before the
+// create_time (telemetry_dial.go); the span starts in BeforeConnect, before the
 // token is fetched.
 func (t *tracer) TraceConnectStart(ctx context.Context, _ pgx.TraceConnectStartData) context.Context {
-	return t.c.tel.connectStart(ctx)
+	return t.tel.connectStart(ctx)
 }
 
 func (t *tracer) TraceConnectEnd(ctx context.Context, data pgx.TraceConnectEndData) {
-	t.c.tel.connectEnd(ctx, data.Err)
+	t.tel.connectEnd(ctx, data.Err)
 }
 
 // TraceQueryStart checks the statement before it is sent. data.Args are never
 // looked at: parameter values must not reach a log.
 func (t *pinTracer) TraceQueryStart(ctx context.Context, conn *pgx.Conn, data pgx.TraceQueryStartData) context.Context {
 	ctx = t.tracer.TraceQueryStart(ctx, conn, data)
-	return t.checked(ctx, conn, data.SQL, pinKindQuery)
+	return t.checked(ctx, conn, data.SQL, PinKindQuery)
 }
 
 // TraceBatchStart checks every statement of a batch before any is sent:
@@ -123,7 +118,7 @@ func (t *pinTracer) TraceBatchStart(ctx context.Context, conn *pgx.Conn, data pg
 		return ctx
 	}
 	for _, q := range data.Batch.QueuedQueries {
-		if refused := t.checked(ctx, conn, q.SQL, pinKindBatch); refused != ctx {
+		if refused := t.checked(ctx, conn, q.SQL, PinKindBatch); refused != ctx {
 			return refused
 		}
 	}
@@ -140,7 +135,7 @@ func (t *pinTracer) TracePrepareStart(ctx context.Context, conn *pgx.Conn, data 
 	if data.Name == "" {
 		return ctx
 	}
-	return t.checked(ctx, conn, data.SQL, pinKindPrepare)
+	return t.checked(ctx, conn, data.SQL, PinKindPrepare)
 }
 
 func (t *pinTracer) TracePrepareEnd(_ context.Context, _ *pgx.Conn, _ pgx.TracePrepareEndData) {}
@@ -150,12 +145,12 @@ func (t *pinTracer) TracePrepareEnd(_ context.Context, _ *pgx.Conn, _ pgx.TraceP
 // pin_check=error refuses a pinning statement. It also records the statement
 // for the session audit.
 func (t *pinTracer) checked(ctx context.Context, conn *pgx.Conn, sql, kind string) context.Context {
-	if t.pins != nil {
+	if t.check {
 		if v := t.pins.check(sql, kind); v != nil {
 			if t.refuse {
 				return refuse(ctx, v)
 			}
-			t.c.policy.onPinned(conn, v)
+			t.policy.onPinned(conn, v)
 		}
 	}
 	if t.audit {
