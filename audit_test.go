@@ -39,7 +39,7 @@ func TestSessionAudit(t *testing.T) {
 	schema := auditSchema(t)
 	events := make(chan rdsproxy.PinEvent, 16)
 	handler := func(ev rdsproxy.PinEvent) {
-		if ev.Kind == "audit" {
+		if ev.Kind == rdsproxy.PinKindAudit {
 			events <- ev
 		}
 	}

@@ -24,6 +24,16 @@ const (
 	PinCheckWarn PinCheckMode = "warn"
 	// PinCheckOff skips the check entirely.
 	PinCheckOff PinCheckMode = "off"
+	// PinCheckRetire reports like PinCheckWarn and retires the connection
+	// that ran the pinning statement: inside the *sql.Conn, transaction or
+	// pgxpool connection that ran it the session state keeps working, and
+	// the connection is never handed to a later checkout. A client session
+	// RDS Proxy pinned stays pinned until it closes, so closing it is the
+	// only way to give the proxy its database connection back (pinmode.go).
+	PinCheckRetire PinCheckMode = "retire"
+	// PinCheckError refuses a pinning statement before it is sent: it fails
+	// with an error matching [ErrPinning]. For tests and CI.
+	PinCheckError PinCheckMode = "error"
 )
 
 // Config is a parsed rdsproxy connection string plus options. Create it with

@@ -33,6 +33,11 @@ var (
 		"or AWS_REGION, or connect to an RDS host name that contains the region " +
 		"(<name>.proxy-<id>.<region>.rds.amazonaws.com)")
 
+	// ErrPinning is matched (errors.Is) by the error of a statement that
+	// pin_check=error refused: the statement would have pinned the RDS Proxy
+	// session and was not sent to the server.
+	ErrPinning = errors.New("rdsproxy: statement refused by pin_check=error: it would pin the RDS Proxy session")
+
 	// ErrClosed is returned by Connect after the connector was closed.
 	ErrClosed = errors.New("rdsproxy: connector is closed")
 

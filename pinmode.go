@@ -5,7 +5,6 @@ package rdsproxy
 import (
 	"context"
 	"database/sql/driver"
-	"errors"
 	"log/slog"
 	"strings"
 	"sync"
@@ -15,26 +14,6 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/jackc/pgx/v5/stdlib"
 )
-
-// The containing modes of [PinCheckMode]: they act on a pinning statement
-// instead of only reporting it.
-const (
-	// PinCheckRetire reports like PinCheckWarn and retires the connection
-	// that ran the pinning statement: inside the *sql.Conn, transaction or
-	// pgxpool connection that ran it the session state keeps working, and
-	// the connection is never handed to a later checkout. A client session
-	// RDS Proxy pinned stays pinned until it closes, so closing it is the
-	// only way to give the proxy its database connection back.
-	PinCheckRetire PinCheckMode = "retire"
-	// PinCheckError refuses a pinning statement before it is sent: it fails
-	// with an error matching [ErrPinning]. For tests and CI.
-	PinCheckError PinCheckMode = "error"
-)
-
-// ErrPinning is matched (errors.Is) by the error of a statement that
-// pin_check=error refused: the statement would have pinned the RDS Proxy
-// session and was not sent to the server.
-var ErrPinning = errors.New("rdsproxy: statement refused by pin_check=error: it would pin the RDS Proxy session")
 
 // pinningError is the refusal of one statement. Its text names the reasons,
 // the remedies and the statement's fingerprint (no literal or parameter

@@ -160,7 +160,7 @@ func TestSessionAuditPgxpool(t *testing.T) {
 	events := make(chan rdsproxy.PinEvent, 4)
 	p, pool, _ := openPinModePool(t, "session_audit=on&pool_max_conns=1",
 		rdsproxy.WithPinHandler(func(ev rdsproxy.PinEvent) {
-			if ev.Kind == "audit" {
+			if ev.Kind == rdsproxy.PinKindAudit {
 				events <- ev
 			}
 		}))
