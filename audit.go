@@ -32,14 +32,15 @@ import (
 // sent below pgx's tracer (pgconn-level calls through (*pgx.Conn).PgConn) do
 // not mark a connection for an audit.
 const auditQuery = `SELECT 'setting', name FROM pg_catalog.pg_settings WHERE source = 'session'
-UNION ALL SELECT 'prepared_statement', name FROM pg_catalog.pg_prepared_statements WHERE name NOT LIKE 'stmtcache\_%' AND name NOT LIKE 'stmt\_%'
+UNION ALL SELECT 'prepared_statement', name FROM pg_catalog.pg_prepared_statements WHERE name !~ '^(stmtcache|stmt)_[0-9a-f]{48}$'
 UNION ALL SELECT 'cursor', name FROM pg_catalog.pg_cursors WHERE is_holdable
 UNION ALL SELECT 'listen', c FROM pg_catalog.pg_listening_channels() AS c
 UNION ALL SELECT 'temp_relation', relname::text FROM pg_catalog.pg_class WHERE pg_catalog.pg_my_temp_schema() <> 0 AND relnamespace = pg_catalog.pg_my_temp_schema()
 UNION ALL SELECT 'advisory_lock', '' FROM pg_catalog.pg_locks WHERE locktype = 'advisory' AND pid = pg_catalog.pg_backend_pid()`
 
-// Named statements pgx makes itself (stmtcache_ for its statement cache in
-// the cache_statement mode, stmt_ for database/sql's Prepare) are left out of
+// Named statements pgx makes itself (stmtcache_ or stmt_ and 48 hex digits:
+// its statement cache in the cache_statement mode, database/sql's Prepare)
+// are left out of
 // the audit: the pinning check already reports them as kind prepare when they
 // are made, and they are the driver's, not state a statement left.
 
