@@ -106,7 +106,8 @@ type Config struct {
 	Logger *slog.Logger
 
 	// PinHandler, if set, is called once per distinct statement that pins the
-	// proxy session (pin_check=warn only). Set it with [WithPinHandler].
+	// proxy session (any pin_check but off), and once per distinct cause the
+	// session audit finds (session_audit=on). Set it with [WithPinHandler].
 	// Default: none.
 	PinHandler func(PinEvent)
 

@@ -96,7 +96,8 @@ func WithTracer(t pgx.QueryTracer) Option {
 // WithPinHandler registers h to be called once per distinct statement that
 // pins the RDS Proxy session, with the same deduplication as the warning log
 // but without its rate limit: every distinct pinning statement reaches h.
-// Tests use it to fail on pinning. It has no effect with pin_check=off.
+// Tests use it to fail on pinning. With pin_check=off it receives only the
+// session audit's findings (session_audit=on), of kind [PinKindAudit].
 //
 // h runs on a background goroutine, one event at a time and in the order the
 // statements were first seen, so a slow h never holds up a query; it must be
