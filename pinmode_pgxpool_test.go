@@ -10,6 +10,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -171,7 +172,12 @@ func TestSessionAuditPgxpool(t *testing.T) {
 	require.NoError(t, err)
 	_, err = pool.Exec(ctx, "SELECT 1")
 	require.NoError(t, err)
-	ev := <-events
+	var ev rdsproxy.PinEvent
+	select {
+	case ev = <-events:
+	case <-time.After(10 * time.Second):
+		t.Fatal("no audit finding for work_mem")
+	}
 	require.Contains(t, ev.Leftovers, "setting work_mem")
 	require.Contains(t, ev.Suspects, "SELECT "+schema+".set_work_mem()")
 	require.EqualValues(t, 2, p.Authentications(), "the connection with state left was replaced")
