@@ -69,7 +69,7 @@ func runQueryBench(b *testing.B, db *sql.DB) {
 func BenchmarkQuery(b *testing.B) {
 	dsn := benchDSN(b)
 	b.Run("pgx", func(b *testing.B) { runQueryBench(b, openRawPgx(b, dsn)) })
-	for _, mode := range []string{"warn", "off"} {
+	for _, mode := range []string{"warn", "off", "retire", "error"} {
 		b.Run("rdsproxy/pin_check="+mode, func(b *testing.B) {
 			db, err := rdsproxy.Open(testdb.WithParams(dsn, "pin_check", mode))
 			if err != nil {
