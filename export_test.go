@@ -23,3 +23,17 @@ const ProbeAfterIdle = probeAfterIdle
 // DialPassword is the password a dial of cfg sends when the caller set none
 // on ConnConfig: the connection string's, kept apart from ConnConfig.
 func DialPassword(cfg *Config) string { return cfg.password.get() }
+
+// ResetDefaultTokenSource forgets the process-wide token source, its cached
+// tokens and loaded credentials, so that a test can set the default chain
+// (environment variables) and count signings from zero. It returns the new
+// source, built like DefaultTokenSource's but signing with sign when non-nil.
+func ResetDefaultTokenSource(sign func(ctx context.Context, endpoint, region, user string, creds aws.CredentialsProvider) (string, error)) *TokenSource {
+	defaultSource.mu.Lock()
+	defer defaultSource.mu.Unlock()
+	defaultSource.ts = nil
+	if sign != nil {
+		defaultSource.ts = newTokenSource(TokenSourceOptions{}, sign)
+	}
+	return defaultSource.ts
+}
