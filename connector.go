@@ -104,6 +104,11 @@ func newConnector(cfg *Config, opts []Option, knobsSetByOpen bool) (*Connector, 
 	if err := cfg.validate(); err != nil {
 		return nil, err
 	}
+	for _, key := range []string{keyReadHost, keyReadFallback} {
+		if v, ok := cfg.ConnConfig.RuntimeParams[key]; ok {
+			return nil, clusterOnlyKey(key, v)
+		}
+	}
 	if !knobsSetByOpen && !cfg.maxConnsSet && cfg.MaxConns < minConnsUnderDatabaseSQLDefaults {
 		cfg.MaxConns = minConnsUnderDatabaseSQLDefaults
 	}

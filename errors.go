@@ -5,6 +5,8 @@ package rdsproxy
 import (
 	"errors"
 	"fmt"
+
+	"github.com/jackc/pgx/v5/pgconn"
 )
 
 // Errors the driver returns, to test with [errors.Is]. Their texts can change
@@ -75,3 +77,18 @@ func (e *ConfigError) Unwrap() error { return e.Err }
 var ErrBorrowTimeout = errors.New("rdsproxy: RDS Proxy timed out waiting to borrow a database connection: " +
 	"raise the proxy's MaxConnectionsPercent (or the database's max_connections) or its ConnectionBorrowTimeout, " +
 	"reduce session pinning (see the pinning warnings), and keep transactions short so connections go back to the proxy sooner")
+
+// readOnlySQLTransaction is SQLSTATE 25006, read_only_sql_transaction: a
+// write sent to an Aurora reader (the proxy's read-only endpoint), or inside
+// a read-only transaction.
+const readOnlySQLTransaction = "25006"
+
+// IsReadOnlyViolation reports whether err is the server refusing a write in
+// a read-only session or transaction (SQLSTATE 25006), as a write sent to
+// the proxy's read-only endpoint ([Cluster.Reader]) is refused. Such a
+// statement belongs on [Cluster.Writer]; it was not executed, so running it
+// there is safe.
+func IsReadOnlyViolation(err error) bool {
+	var pgErr *pgconn.PgError
+	return errors.As(err, &pgErr) && pgErr.Code == readOnlySQLTransaction
+}

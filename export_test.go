@@ -2,6 +2,7 @@ package rdsproxy
 
 import (
 	"context"
+	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 )
@@ -36,4 +37,13 @@ func ResetDefaultTokenSource(sign func(ctx context.Context, endpoint, region, us
 		defaultSource.ts = newTokenSource(TokenSourceOptions{}, sign)
 	}
 	return defaultSource.ts
+}
+
+// SetReaderProbeInterval shortens how often a cluster under
+// read_fallback=writer tries the reader endpoint again, so that tests do not
+// wait readerProbeInterval. Call it before the first read.
+func SetReaderProbeInterval(c *Cluster, d time.Duration) {
+	if c.rc != nil {
+		c.rc.probeEvery = d
+	}
 }

@@ -1,0 +1,511 @@
+// Copyright 2026 The rdsproxy Authors. SPDX-License-Identifier: Apache-2.0
+
+package rdsproxy
+
+import (
+	"context"
+	"crypto/tls"
+	"database/sql"
+	"database/sql/driver"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/stdlib"
+	"go.opentelemetry.io/otel/metric"
+)
+
+// readerProbeInterval is how often, while reads are served by the writer
+// (read_fallback=writer), one connection to the reader endpoint is tried.
+// Reads do not try the reader themselves during an episode: with readers
+// present but unavailable, RDS Proxy answers a new connection only after its
+// ConnectionBorrowTimeout (120 s by default), which no read should wait for.
+// Five seconds brings reads back to the reader soon after it returns, at the
+// cost of one connection attempt per five seconds per process.
+const readerProbeInterval = 5 * time.Second
+
+// readerProbeTimeout bounds one probe of the reader endpoint: the dial, the
+// token, the proxy's answer and a ping.
+const readerProbeTimeout = 10 * time.Second
+
+// readerPoolSuffix distinguishes the reader pool's name from the writer's
+// when the two would otherwise be equal (WithPoolName, or one endpoint for
+// both).
+const readerPoolSuffix = "-reader"
+
+// metricReadFallbacks counts connections the reader pool took from the
+// writer pool under read_fallback=writer.
+const metricReadFallbacks = "rdsproxy.pool.reader.fallbacks"
+
+// Cluster is an RDS Proxy's two endpoints as two pools: the default
+// (read/write) endpoint as [Cluster.Writer] and its read-only endpoint,
+// routed to the Aurora readers, as [Cluster.Reader]. Open it with
+// [OpenCluster].
+//
+// The two pools share one IAM token source, one pinning check (each
+// pinning statement is reported once, whichever pool ran it) and the
+// telemetry providers; their metrics carry distinct
+// db.client.connection.pool.name values.
+//
+// A Cluster does not route statements: the application picks Writer or
+// Reader for each. It gives no read-your-writes: a row committed through
+// Writer may not yet be visible through Reader (Aurora replica lag,
+// usually under 100 ms). Read what you just wrote through Writer.
+type Cluster struct {
+	writer, reader *sql.DB
+	rc             *readerConnector // nil without read_host
+}
+
+// OpenCluster opens the writer pool on dsn's host and, when dsn has the
+// read_host key (host or host:port; the port defaults to the writer's), a
+// reader pool on that endpoint with every other setting and option the
+// same. Without read_host, Reader returns the writer pool. Nothing is dialed
+// yet.
+//
+// Each pool has its own cap, pool_max_conns (the same default, Lambda's
+// included): a process holds up to twice the cap, half on each endpoint. For
+// a fleet, the proxy's MaxConnectionsPercent of the writer bounds the
+// writer pools of every process together, and the readers' bound their
+// reader pools.
+//
+// With read_fallback=writer, when no connection to the reader endpoint can
+// be opened (refused, or the proxy answers that it has no reader or timed out
+// borrowing one), reads are served by connections from the writer pool until
+// the reader endpoint accepts a connection again; it is tried every few
+// seconds in the background. Each episode logs one warning, and the
+// rdsproxy.pool.reader.fallbacks metric counts the connections borrowed from
+// the writer.
+func OpenCluster(dsn string, opts ...Option) (*Cluster, error) {
+	cfg, err := ParseConfig(dsn)
+	if err != nil {
+		return nil, err
+	}
+	rs, err := takeReadSettings(cfg)
+	if err != nil {
+		return nil, err
+	}
+	for _, opt := range opts {
+		if err := opt(cfg); err != nil {
+			return nil, err
+		}
+	}
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
+	if rs.host == "" {
+		// read_fallback alone changes nothing: reads are on the writer.
+		db, err := openDB(cfg)
+		if err != nil {
+			return nil, err
+		}
+		return &Cluster{writer: db, reader: db}, nil
+	}
+	shareTokenSource(cfg)
+	rcfg, err := readerConfig(cfg, rs)
+	if err != nil {
+		return nil, err
+	}
+	w, err := newConnector(cfg, nil, true)
+	if err != nil {
+		return nil, err
+	}
+	r, err := newConnector(rcfg, nil, true)
+	if err != nil {
+		w.Close()
+		return nil, err
+	}
+	rc := newReaderConnector(r, w, rs.fallback)
+	wdb := dbOver(w, w)
+	rdb := dbOver(rc, r)
+	return &Cluster{writer: wdb, reader: rdb, rc: rc}, nil
+}
+
+// Writer is the pool on the proxy's default endpoint: every write, and the
+// reads that must see the application's own writes.
+func (c *Cluster) Writer() *sql.DB { return c.writer }
+
+// Reader is the pool on the proxy's read-only endpoint, or the writer pool
+// when the DSN has no read_host. A write on it fails with SQLSTATE 25006
+// ([IsReadOnlyViolation]).
+func (c *Cluster) Reader() *sql.DB { return c.reader }
+
+// Close closes both pools. It is safe to call twice.
+func (c *Cluster) Close() error {
+	var err error
+	if c.reader != c.writer {
+		err = c.reader.Close() // first: it may hold connections of the writer pool (read_fallback)
+	}
+	return errors.Join(err, c.writer.Close())
+}
+
+// ReadFallbackMode is what reads on [Cluster.Reader] do when no connection to
+// the reader endpoint can be opened. DSN key read_fallback.
+type ReadFallbackMode string
+
+// Values for [ReadFallbackMode].
+const (
+	// ReadFallbackOff returns the error. The default: a reader that is
+	// down should be seen, and the writer may not have room for the reads.
+	ReadFallbackOff ReadFallbackMode = "off"
+	// ReadFallbackWriter serves reads from the writer pool until the reader
+	// endpoint accepts connections again.
+	ReadFallbackWriter ReadFallbackMode = "writer"
+)
+
+// DSN keys read only by OpenCluster.
+const (
+	keyReadHost     = "read_host"
+	keyReadFallback = "read_fallback"
+)
+
+// readSettings are OpenCluster's keys, parsed.
+type readSettings struct {
+	host     string
+	port     uint16 // 0: the writer's
+	fallback bool
+}
+
+// takeReadSettings removes OpenCluster's keys from cfg's startup parameters
+// (they must never reach the server) and parses them.
+func takeReadSettings(cfg *Config) (readSettings, error) {
+	var rs readSettings
+	params := cfg.ConnConfig.RuntimeParams
+	if v, ok := params[keyReadHost]; ok {
+		delete(params, keyReadHost)
+		host, port, err := parseReadHost(v)
+		if err != nil {
+			return rs, err
+		}
+		rs.host, rs.port = host, port
+	}
+	if v, ok := params[keyReadFallback]; ok {
+		delete(params, keyReadFallback)
+		switch ReadFallbackMode(v) {
+		case ReadFallbackOff:
+		case ReadFallbackWriter:
+			rs.fallback = true
+		default:
+			return rs, &ConfigError{Key: keyReadFallback, Value: v, Accepted: "off or writer"}
+		}
+	}
+	return rs, nil
+}
+
+// parseReadHost reads read_host: a host name or address, optionally with
+// :port (IPv6 addresses bracketed when a port follows).
+func parseReadHost(v string) (string, uint16, error) {
+	bad := &ConfigError{Key: keyReadHost, Value: v,
+		Accepted: "the read-only endpoint's host name or address, optionally with :port (IPv6 as [addr]:port), one endpoint only"}
+	if v == "" || strings.ContainsAny(v, ",/ ") {
+		return "", 0, bad
+	}
+	host, portText, err := net.SplitHostPort(v)
+	if err != nil {
+		// No port, or an IPv6 address without brackets.
+		if strings.HasPrefix(v, "[") || strings.Count(v, ":") == 1 {
+			return "", 0, bad
+		}
+		return strings.Trim(v, "[]"), 0, nil
+	}
+	port, err := strconv.ParseUint(portText, 10, 16)
+	if err != nil || port == 0 || host == "" {
+		return "", 0, bad
+	}
+	return host, uint16(port), nil
+}
+
+// readerConfig is cfg for the reader endpoint: its host and port (and TLS
+// server name), and a pool name of its own.
+func readerConfig(cfg *Config, rs readSettings) (*Config, error) {
+	for _, fb := range cfg.ConnConfig.Fallbacks {
+		// sslmode=prefer or allow adds the same host without TLS; a list of
+		// hosts leaves no single writer endpoint to mirror.
+		if fb.Host != cfg.ConnConfig.Host || fb.Port != cfg.ConnConfig.Port {
+			return nil, &ConfigError{Key: keyReadHost, Value: rs.host,
+				Accepted: "a read_host with a single writer host: the DSN lists several hosts"}
+		}
+	}
+	r := *cfg
+	cc := cfg.ConnConfig.Copy()
+	toReader := func(host *string, port *uint16, tc **tls.Config) {
+		*host = rs.host
+		if rs.port != 0 {
+			*port = rs.port
+		}
+		if *tc != nil && (*tc).ServerName != "" {
+			// verify-full checks the server's name; the reader's
+			// certificate names the reader endpoint.
+			c := (*tc).Clone()
+			c.ServerName = rs.host
+			*tc = c
+		}
+	}
+	toReader(&cc.Host, &cc.Port, &cc.TLSConfig)
+	for _, fb := range cc.Fallbacks {
+		toReader(&fb.Host, &fb.Port, &fb.TLSConfig)
+	}
+	r.ConnConfig = cc
+	writerName := cfg.PoolName
+	if writerName == "" {
+		writerName = defaultPoolName(cfg.ConnConfig)
+	}
+	if r.PoolName == "" {
+		r.PoolName = defaultPoolName(cc)
+	}
+	if r.PoolName == writerName {
+		r.PoolName += readerPoolSuffix
+	}
+	return &r, nil
+}
+
+// shareTokenSource gives both pools one token source when the options name
+// credentials: the default chain's process-wide source is shared anyway.
+func shareTokenSource(cfg *Config) {
+	o := cfg.iam()
+	if cfg.IAM && o.tokenFunc == nil && o.source == nil && o.creds != nil {
+		cfg.editIAM().source = NewTokenSource(TokenSourceOptions{Credentials: o.creds})
+	}
+}
+
+// openDB is [Open] for a parsed and validated cfg.
+func openDB(cfg *Config) (*sql.DB, error) {
+	c, err := newConnector(cfg, nil, true)
+	if err != nil {
+		return nil, err
+	}
+	return dbOver(c, c), nil
+}
+
+// dbOver opens a *sql.DB over dc whose own limits agree with c's
+// configuration (see [Open]).
+func dbOver(dc driver.Connector, c *Connector) *sql.DB {
+	db := sql.OpenDB(dc)
+	c.tel.observeDB(db) // db.client.connection.count tells held connections from database/sql's idle ones
+	n := int(c.cfg.MaxConns)
+	db.SetMaxOpenConns(n)
+	db.SetMaxIdleConns(n)
+	db.SetConnMaxIdleTime(c.cfg.MaxConnIdleTime)
+	// The longest a connection can live under the jittered policy; the policy
+	// retires each connection at its own jittered deadline before this, so
+	// database/sql's unjittered lifetime never retires a fleet in lockstep.
+	db.SetConnMaxLifetime(c.cfg.MaxConnLifetime + c.cfg.MaxConnLifetimeJitter)
+	return db
+}
+
+// readerConnector is the reader *sql.DB's connector: the reader pool, and
+// with read_fallback=writer the writer pool while the reader endpoint takes
+// no connection.
+type readerConnector struct {
+	reader, writer *Connector
+	fallback       bool
+	probeEvery     time.Duration // readerProbeInterval; tests shorten it
+	fallbacks      metric.Int64Counter
+
+	mu         sync.Mutex
+	onWriter   bool        // an episode is under way: reads go to the writer
+	borrowed   []*pgx.Conn // writer connections handed to the reader *sql.DB this episode
+	stopProbe  context.CancelFunc
+	probeEnded chan struct{}
+	closed     bool
+}
+
+var (
+	_ driver.Connector = (*readerConnector)(nil)
+	_ io.Closer        = (*readerConnector)(nil)
+)
+
+func newReaderConnector(reader, writer *Connector, fallback bool) *readerConnector {
+	rc := &readerConnector{reader: reader, writer: writer, fallback: fallback, probeEvery: readerProbeInterval}
+	if fallback {
+		var err error
+		rc.fallbacks, err = reader.tel.meter.Int64Counter(metricReadFallbacks, metric.WithUnit("{connection}"),
+			metric.WithDescription("Connections the reader pool took from the writer pool because the reader endpoint took none (read_fallback=writer)."))
+		if err != nil {
+			rc.fallbacks = nil
+		}
+	}
+	return rc
+}
+
+// Connect opens a reader connection; under read_fallback=writer, a writer
+// connection when the reader endpoint takes none.
+func (rc *readerConnector) Connect(ctx context.Context) (driver.Conn, error) {
+	if !rc.fallback {
+		return rc.reader.Connect(ctx)
+	}
+	rc.mu.Lock()
+	onWriter := rc.onWriter
+	rc.mu.Unlock()
+	if !onWriter {
+		conn, err := rc.reader.Connect(ctx)
+		if err == nil || ctx.Err() != nil || !readerUnavailable(err) {
+			return conn, err
+		}
+		rc.startEpisode(err)
+	}
+	return rc.fromWriter(ctx)
+}
+
+// fromWriter takes a writer connection for a read.
+func (rc *readerConnector) fromWriter(ctx context.Context) (driver.Conn, error) {
+	conn, err := rc.writer.Connect(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if rc.fallbacks != nil {
+		rc.fallbacks.Add(ctx, 1, rc.reader.tel.poolOpt)
+	}
+	if sc, ok := conn.(*stdlib.Conn); ok {
+		rc.mu.Lock()
+		if len(rc.borrowed) >= 2*int(rc.writer.cfg.MaxConns) {
+			// Keep the list to the connections still open: a long episode
+			// with churn would otherwise grow it without bound.
+			rc.borrowed = slices.DeleteFunc(rc.borrowed, (*pgx.Conn).IsClosed)
+		}
+		rc.borrowed = append(rc.borrowed, sc.Conn())
+		rc.mu.Unlock()
+	}
+	return conn, nil
+}
+
+// startEpisode sends reads to the writer, warns, and starts probing the
+// reader endpoint.
+func (rc *readerConnector) startEpisode(cause error) {
+	rc.mu.Lock()
+	defer rc.mu.Unlock()
+	if rc.onWriter || rc.closed {
+		return
+	}
+	rc.onWriter = true
+	ctx, cancel := context.WithCancel(context.Background())
+	rc.stopProbe, rc.probeEnded = cancel, make(chan struct{})
+	go rc.probe(ctx, rc.probeEnded)
+	logger := rc.reader.cfg.Logger
+	if logger == nil {
+		logger = slog.Default()
+	}
+	logger.Warn("rdsproxy: the read-only endpoint takes no connection; reads go to the writer endpoint until it does "+
+		"(read_fallback=writer)", "reader_pool", rc.reader.tel.poolName, "writer_pool", rc.writer.tel.poolName,
+		"error_type", errorType(cause), "retry_every", rc.probeEvery)
+}
+
+// probe tries the reader endpoint every probeEvery until it takes a
+// connection, then ends the episode.
+func (rc *readerConnector) probe(ctx context.Context, done chan struct{}) {
+	defer close(done)
+	t := time.NewTicker(rc.probeEvery)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		if rc.readerAnswers(ctx) {
+			rc.endEpisode()
+			return
+		}
+	}
+}
+
+// readerAnswers opens (or takes from the pool) one reader connection and
+// pings it.
+func (rc *readerConnector) readerAnswers(ctx context.Context) bool {
+	ctx, cancel := context.WithTimeout(ctx, readerProbeTimeout)
+	defer cancel()
+	conn, err := rc.reader.Connect(ctx)
+	if err != nil {
+		return false
+	}
+	defer conn.Close() // back to the reader pool, for the next read
+	if p, ok := conn.(driver.Pinger); ok {
+		return p.Ping(ctx) == nil
+	}
+	return true
+}
+
+// endEpisode sends reads back to the reader. The writer connections the
+// reader *sql.DB holds are handed back to the writer pool at their next
+// reuse (the pool policy's hand-back), so database/sql dials the reader
+// instead.
+func (rc *readerConnector) endEpisode() {
+	rc.mu.Lock()
+	defer rc.mu.Unlock()
+	for _, conn := range rc.borrowed {
+		if s := stateOf(conn); s != nil {
+			s.flags.Or(flagHandBack)
+		}
+	}
+	rc.borrowed, rc.onWriter = nil, false
+	rc.stopProbe()
+	rc.stopProbe = nil
+	logger := rc.reader.cfg.Logger
+	if logger == nil {
+		logger = slog.Default()
+	}
+	logger.Info("rdsproxy: the read-only endpoint takes connections again; reads go back to it",
+		"reader_pool", rc.reader.tel.poolName)
+}
+
+// Driver returns the reader connector's driver, so that [ObserveDB] finds it.
+func (rc *readerConnector) Driver() driver.Driver { return rc.reader.Driver() }
+
+// Close stops the probe and closes the reader pool. database/sql calls it
+// from DB.Close.
+func (rc *readerConnector) Close() error {
+	rc.mu.Lock()
+	rc.closed = true
+	stop, ended := rc.stopProbe, rc.probeEnded
+	rc.mu.Unlock()
+	if stop != nil {
+		stop()
+	}
+	if ended != nil {
+		<-ended
+	}
+	return rc.reader.Close()
+}
+
+// readerUnavailable reports whether err, from opening a reader connection,
+// means the endpoint takes no connection now: refused or unreachable, the
+// connection closed during startup, the proxy's borrow timeout (readers
+// present but none available), or a startup error of the classes the proxy
+// and PostgreSQL use for a target that cannot take connections (08
+// connection exception, 53 insufficient resources, 57P shutdown or starting
+// up, XX internal). An authentication or configuration error is not: the
+// writer would not fix it, and it must be seen.
+func readerUnavailable(err error) bool {
+	if errors.Is(err, ErrClosed) || errors.Is(err, ErrPoolWaitTimeout) || errors.Is(err, ErrIAMAuth) {
+		return false
+	}
+	if IsBorrowTimeout(err) {
+		return true
+	}
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) {
+		c := pgErr.Code
+		return strings.HasPrefix(c, "08") || strings.HasPrefix(c, "53") || strings.HasPrefix(c, "57P") || strings.HasPrefix(c, "XX")
+	}
+	var netErr net.Error
+	var tlsErr *tls.CertificateVerificationError
+	if errors.As(err, &tlsErr) {
+		return false
+	}
+	return errors.As(err, &netErr) || errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF)
+}
+
+// clusterOnlyKey is the error for a key of OpenCluster given to Open,
+// sql.Open or NewConnector.
+func clusterOnlyKey(key, value string) error {
+	return &ConfigError{Key: key, Value: value, Accepted: fmt.Sprintf("%s only with rdsproxy.OpenCluster, "+
+		"which opens a reader pool on it; Open, sql.Open and NewConnector open one endpoint", key)}
+}
