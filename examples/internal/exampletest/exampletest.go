@@ -75,3 +75,43 @@ func Proxy(tb testing.TB) (*proxyemu.Proxy, string) {
 	dsn := (&url.URL{Scheme: "postgres", User: url.User(u.User.Username()), Host: p.Addr(), Path: u.Path, RawQuery: q.Encode()}).String()
 	return p, dsn
 }
+
+// ProxyCluster starts two emulator doors in front of the test database, the
+// second standing for the proxy's read-only endpoint (its sessions are
+// read-only, so writes fail with SQLSTATE 25006), and returns an iam=true
+// DSN for the first with read_host naming the second, for
+// rdsproxy.OpenCluster.
+func ProxyCluster(tb testing.TB) (writer, reader *proxyemu.Proxy, dsn string) {
+	tb.Helper()
+	u, err := url.Parse(Require(tb))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	port := u.Port()
+	if port == "" {
+		port = "5432"
+	}
+	pw, _ := u.User.Password()
+	start := func(readOnly bool) *proxyemu.Proxy {
+		p, err := proxyemu.Start(proxyemu.Config{
+			Region:          Region,
+			Credentials:     Credentials(),
+			Backend:         net.JoinHostPort(u.Hostname(), port),
+			BackendPassword: pw,
+			ReadOnly:        readOnly,
+		})
+		if err != nil {
+			tb.Fatal(err)
+		}
+		tb.Cleanup(func() { p.Close() })
+		return p
+	}
+	writer, reader = start(false), start(true)
+	ca := filepath.Join(tb.TempDir(), "proxy-cas.pem")
+	if err := os.WriteFile(ca, append(writer.CAPEM(), reader.CAPEM()...), 0o600); err != nil {
+		tb.Fatal(err)
+	}
+	q := url.Values{"iam": {"true"}, "aws_region": {Region}, "sslmode": {"verify-full"}, "sslrootcert": {ca}, "read_host": {reader.Addr()}}
+	dsn = (&url.URL{Scheme: "postgres", User: url.User(u.User.Username()), Host: writer.Addr(), Path: u.Path, RawQuery: q.Encode()}).String()
+	return writer, reader, dsn
+}
