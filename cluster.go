@@ -21,6 +21,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/stdlib"
+	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/metric"
 )
 
@@ -330,7 +331,7 @@ func newReaderConnector(reader, writer *Connector, fallback bool) *readerConnect
 		rc.fallbacks, err = reader.tel.meter.Int64Counter(metricReadFallbacks, metric.WithUnit("{connection}"),
 			metric.WithDescription("Connections the reader pool took from the writer pool because the reader endpoint took none (read_fallback=writer)."))
 		if err != nil {
-			rc.fallbacks = nil
+			otel.Handle(err) // a failed instrument is a no-op, as in telemetry.go
 		}
 	}
 	return rc
