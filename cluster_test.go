@@ -7,8 +7,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net/url"
-	"os"
-	"path/filepath"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -23,27 +21,16 @@ import (
 	"github.com/rdsproxy/rdsproxy"
 	"github.com/rdsproxy/rdsproxy/internal/proxyemu"
 	"github.com/rdsproxy/rdsproxy/internal/testdb"
+	"github.com/rdsproxy/rdsproxy/internal/testiam"
 )
 
-// twoDoors starts two emulator front doors on one PostgreSQL, the second
-// standing for the proxy's read-only endpoint, and returns an iam=true DSN
-// for the first with read_host naming the second (extra is appended).
+// twoDoors starts two emulator front doors on the test database, the second
+// standing for the proxy's read-only endpoint, and returns a DSN for
+// OpenCluster naming both (extra is appended).
 func twoDoors(t *testing.T, extra string) (writer, reader *proxyemu.Proxy, dsn string) {
 	t.Helper()
-	backend := pgBackend(t)
-	start := func(readOnly bool) *proxyemu.Proxy {
-		p, err := proxyemu.Start(proxyemu.Config{Region: testRegion, Credentials: testCreds, Backend: backend, ReadOnly: readOnly})
-		require.NoError(t, err)
-		t.Cleanup(func() { p.Close() })
-		return p
-	}
-	writer, reader = start(false), start(true)
-	// One sslrootcert trusting both doors' test CAs.
-	ca := filepath.Join(t.TempDir(), "proxy-cas.pem")
-	require.NoError(t, os.WriteFile(ca, append(writer.CAPEM(), reader.CAPEM()...), 0o600))
-	dsn = fmt.Sprintf("postgres://postgres@%s/postgres?iam=true&aws_region=%s&sslmode=verify-full&sslrootcert=%s&application_name=%s&read_host=%s%s",
-		writer.Addr(), testRegion, url.QueryEscape(ca), testdb.Prefix()+"_cluster", url.QueryEscape(reader.Addr()), extra)
-	return writer, reader, dsn
+	writer, reader, dsn = testiam.Cluster(t, testiam.AppName(testdb.Prefix()+"_cluster"))
+	return writer, reader, dsn + extra
 }
 
 // readOnlyAnswer is what the session that served a read says of
@@ -74,7 +61,7 @@ func holdConns(t *testing.T, db *sql.DB, n int) {
 // the two pools sign once per endpoint, not once per pool or connection.
 func TestClusterRoutesByRole(t *testing.T) {
 	wdoor, rdoor, dsn := twoDoors(t, "")
-	ts := rdsproxy.NewTokenSource(rdsproxy.TokenSourceOptions{Credentials: testCreds})
+	ts := rdsproxy.NewTokenSource(rdsproxy.TokenSourceOptions{Credentials: testiam.Credentials})
 	cl, err := rdsproxy.OpenCluster(dsn, rdsproxy.WithTokenSource(ts))
 	require.NoError(t, err)
 	defer cl.Close()
@@ -119,7 +106,7 @@ func TestClusterSharesCredentialsSource(t *testing.T) {
 	var retrieved atomic.Int64
 	creds := aws.CredentialsProviderFunc(func(ctx context.Context) (aws.Credentials, error) {
 		retrieved.Add(1)
-		return testCreds.Retrieve(ctx)
+		return testiam.Credentials.Retrieve(ctx)
 	})
 	cl, err := rdsproxy.OpenCluster(dsn, rdsproxy.WithCredentialsProvider(creds))
 	require.NoError(t, err)
@@ -142,7 +129,12 @@ func TestClusterDefaultChainSignsOncePerEndpoint(t *testing.T) {
 	defer cl.Close()
 	holdConns(t, cl.Writer(), 3)
 	holdConns(t, cl.Reader(), 3)
-	plain, err := sql.Open("rdsproxy", strings.Replace(dsn, "&read_host="+url.QueryEscape(rdoor.Addr()), "", 1))
+	u, err := url.Parse(dsn)
+	require.NoError(t, err)
+	q := u.Query()
+	q.Del("read_host")
+	u.RawQuery = q.Encode()
+	plain, err := sql.Open("rdsproxy", u.String())
 	require.NoError(t, err)
 	defer plain.Close()
 	require.NoError(t, queryOne(plain))
@@ -161,7 +153,7 @@ func TestClusterReadFallback(t *testing.T) {
 	reader := sdkmetric.NewManualReader()
 	mp := sdkmetric.NewMeterProvider(sdkmetric.WithReader(reader))
 	defer mp.Shutdown(context.Background())
-	cl, err := rdsproxy.OpenCluster(dsn, rdsproxy.WithCredentialsProvider(testCreds), rdsproxy.WithMeterProvider(mp),
+	cl, err := rdsproxy.OpenCluster(dsn, rdsproxy.WithCredentialsProvider(testiam.Credentials), rdsproxy.WithMeterProvider(mp),
 		rdsproxy.WithLogger(slog.New(slog.NewTextHandler(logs, nil))))
 	require.NoError(t, err)
 	defer cl.Close()
@@ -222,7 +214,7 @@ func fallbacks(rm metricdata.ResourceMetrics, pool string) int64 {
 // failure is the caller's error, and the writer is untouched.
 func TestClusterReaderDownWithoutFallback(t *testing.T) {
 	_, rdoor, dsn := twoDoors(t, "")
-	cl, err := rdsproxy.OpenCluster(dsn, rdsproxy.WithCredentialsProvider(testCreds))
+	cl, err := rdsproxy.OpenCluster(dsn, rdsproxy.WithCredentialsProvider(testiam.Credentials))
 	require.NoError(t, err)
 	defer cl.Close()
 	require.NoError(t, rdoor.Stop())

@@ -10,6 +10,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/rdsproxy/rdsproxy"
+	"github.com/rdsproxy/rdsproxy/internal/testiam"
 )
 
 // useDefaultChain makes the AWS SDK's default credential chain resolve to the
@@ -18,8 +19,8 @@ import (
 func useDefaultChain(t *testing.T) {
 	t.Helper()
 	dir := t.TempDir()
-	t.Setenv("AWS_ACCESS_KEY_ID", testAccessKey)
-	t.Setenv("AWS_SECRET_ACCESS_KEY", testSecretKey)
+	t.Setenv("AWS_ACCESS_KEY_ID", testiam.AccessKey)
+	t.Setenv("AWS_SECRET_ACCESS_KEY", testiam.SecretKey)
 	t.Setenv("AWS_SESSION_TOKEN", "")
 	t.Setenv("AWS_PROFILE", "")
 	t.Setenv("AWS_CONFIG_FILE", dir+"/config")
@@ -37,7 +38,7 @@ func TestDefaultTokenSourceSharedByPlainSQLOpen(t *testing.T) {
 	useDefaultChain(t)
 	u, err := url.Parse(pgbouncerURL(t))
 	require.NoError(t, err)
-	p, dsn := emulator(t, u.Host, nil)
+	p, dsn := testiam.Start(t, testiam.Backend(u.Host))
 
 	const waves, perWave = 4, 50
 	for wave := range waves {
@@ -72,8 +73,8 @@ func TestDefaultTokenSourceSharedByPlainSQLOpen(t *testing.T) {
 // credentials signs with a source of its own, never the process-wide one.
 func TestDefaultTokenSourceNotUsedWithExplicitCredentials(t *testing.T) {
 	useDefaultChain(t)
-	p, dsn := emulator(t, pgBackend(t), nil)
-	db, err := rdsproxy.Open(dsn, rdsproxy.WithCredentialsProvider(testCreds))
+	p, dsn := testiam.Start(t)
+	db, err := rdsproxy.Open(dsn, rdsproxy.WithCredentialsProvider(testiam.Credentials))
 	require.NoError(t, err)
 	defer db.Close()
 	require.NoError(t, queryOne(db))

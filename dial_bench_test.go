@@ -5,8 +5,8 @@ import (
 	"testing"
 
 	"github.com/rdsproxy/rdsproxy"
-	"github.com/rdsproxy/rdsproxy/internal/proxyemu"
 	"github.com/rdsproxy/rdsproxy/internal/testdb"
+	"github.com/rdsproxy/rdsproxy/internal/testiam"
 )
 
 // BenchmarkDial measures one new physical connection: through the RDS Proxy
@@ -39,19 +39,14 @@ func BenchmarkDial(b *testing.B) {
 	b.Run("password/plaintext", func(b *testing.B) { dial(b, testdb.WithParams(pg, "sslmode", "disable")) })
 	b.Run("password/tls", func(b *testing.B) { dial(b, testdb.WithParams(pg, "sslmode", "require")) })
 
-	p, err := proxyemu.Start(proxyemu.Config{Region: testRegion, Credentials: testCreds, Backend: pgBackendB(b)})
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer p.Close()
-	dsn := emulatorDSN(b, p)
-	shared := rdsproxy.NewTokenSource(rdsproxy.TokenSourceOptions{Credentials: testCreds})
+	_, dsn := testiam.Start(b)
+	shared := rdsproxy.NewTokenSource(rdsproxy.TokenSourceOptions{Credentials: testiam.Credentials})
 	b.Run("iam/cached_token", func(b *testing.B) {
 		dial(b, dsn, func() []rdsproxy.Option { return []rdsproxy.Option{rdsproxy.WithTokenSource(shared)} })
 	})
 	b.Run("iam/signed_each_dial", func(b *testing.B) {
 		dial(b, dsn, func() []rdsproxy.Option {
-			return []rdsproxy.Option{rdsproxy.WithTokenSource(rdsproxy.NewTokenSource(rdsproxy.TokenSourceOptions{Credentials: testCreds}))}
+			return []rdsproxy.Option{rdsproxy.WithTokenSource(rdsproxy.NewTokenSource(rdsproxy.TokenSourceOptions{Credentials: testiam.Credentials}))}
 		})
 	})
 }

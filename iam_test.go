@@ -12,8 +12,6 @@ import (
 	"net"
 	"net/http"
 	"net/url"
-	"os"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -23,37 +21,14 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	v4 "github.com/aws/aws-sdk-go-v2/aws/signer/v4"
-	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/feature/rds/auth"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/stretchr/testify/require"
 
 	"github.com/rdsproxy/rdsproxy"
-	"github.com/rdsproxy/rdsproxy/internal/proxyemu"
-	"github.com/rdsproxy/rdsproxy/internal/testdb"
+	"github.com/rdsproxy/rdsproxy/internal/testclock"
+	"github.com/rdsproxy/rdsproxy/internal/testiam"
 )
-
-const (
-	testRegion    = "us-east-1"
-	testAccessKey = "AKIDRDSPROXYTEST01"
-	testSecretKey = "wJalrXUtnFEMI/K7MDENG+bPxRfiCYRDSPROXYSECRET"
-)
-
-var testCreds = credentials.NewStaticCredentialsProvider(testAccessKey, testSecretKey, "")
-
-// clock is a shared fake clock for the emulator and the token source.
-type clock struct {
-	mu  sync.Mutex
-	now time.Time
-}
-
-func newClock() *clock { return &clock{now: time.Now()} }
-func (c *clock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.now
-}
-func (c *clock) Advance(d time.Duration) { c.mu.Lock(); c.now = c.now.Add(d); c.mu.Unlock() }
 
 // secretsLog collects every error and log line of a test so it can be
 // searched for secrets at the end.
@@ -79,44 +54,9 @@ func (s *secretsLog) assertNoSecrets(t *testing.T) {
 	s.mu.Lock()
 	text := s.buf.String()
 	s.mu.Unlock()
-	for _, secret := range []string{testSecretKey, testSecretKey[:16], "X-Amz-Signature", "X-Amz-Credential", "Action=connect", testAccessKey} {
+	for _, secret := range []string{testiam.SecretKey, testiam.SecretKey[:16], "X-Amz-Signature", "X-Amz-Credential", "Action=connect", testiam.AccessKey} {
 		require.NotContains(t, text, secret, "a secret leaked into errors or logs")
 	}
-}
-
-// emulator starts the RDS Proxy emulator in front of backend (host:port).
-func emulator(t *testing.T, backend string, clk *clock) (*proxyemu.Proxy, string) {
-	t.Helper()
-	cfg := proxyemu.Config{Region: testRegion, Credentials: testCreds, Backend: backend}
-	if clk != nil {
-		cfg.Now = clk.Now
-	}
-	p, err := proxyemu.Start(cfg)
-	require.NoError(t, err)
-	t.Cleanup(func() { p.Close() })
-	return p, emulatorDSN(t, p)
-}
-
-// emulatorDSN is an iam=true DSN for the emulator, verifying its test CA.
-func emulatorDSN(tb testing.TB, p *proxyemu.Proxy) string {
-	ca := filepath.Join(tb.TempDir(), "proxy-ca.pem")
-	if err := os.WriteFile(ca, p.CAPEM(), 0o600); err != nil {
-		tb.Fatal(err)
-	}
-	return fmt.Sprintf("postgres://postgres@%s/postgres?iam=true&aws_region=%s&sslmode=verify-full&sslrootcert=%s&application_name=%s",
-		p.Addr(), testRegion, url.QueryEscape(ca), testdb.Prefix()+"_iam")
-}
-
-func pgBackend(t *testing.T) string { return pgBackendB(t) }
-
-func pgBackendB(t testing.TB) string {
-	u, err := url.Parse(testdb.Require(t))
-	require.NoError(t, err)
-	port := u.Port()
-	if port == "" {
-		port = "5432"
-	}
-	return net.JoinHostPort(u.Hostname(), port)
 }
 
 func queryOne(db *sql.DB) error {
@@ -133,7 +73,7 @@ func queryOne(db *sql.DB) error {
 // signAt signs exactly the request auth.BuildAuthToken signs, with the SDK's
 // own v4 signer, but at the fake clock's time (BuildAuthToken always uses
 // time.Now, so a simulated 16-minute run needs this).
-func signAt(clk *clock) func(ctx context.Context, endpoint, region, user string, creds aws.CredentialsProvider) (string, error) {
+func signAt(clk *testclock.Clock) func(ctx context.Context, endpoint, region, user string, creds aws.CredentialsProvider) (string, error) {
 	return func(ctx context.Context, endpoint, region, user string, creds aws.CredentialsProvider) (string, error) {
 		req, err := http.NewRequest("GET", "https://"+endpoint, nil)
 		if err != nil {
@@ -155,8 +95,8 @@ func signAt(clk *clock) func(ctx context.Context, endpoint, region, user string,
 }
 
 func TestIAMConnectAndQuery(t *testing.T) {
-	p, dsn := emulator(t, pgBackend(t), nil)
-	ts := rdsproxy.NewTokenSource(rdsproxy.TokenSourceOptions{Credentials: testCreds})
+	p, dsn := testiam.Start(t)
+	ts := rdsproxy.NewTokenSource(rdsproxy.TokenSourceOptions{Credentials: testiam.Credentials})
 	db, err := rdsproxy.Open(dsn, rdsproxy.WithTokenSource(ts))
 	require.NoError(t, err)
 	defer db.Close()
@@ -169,9 +109,9 @@ func TestIAMConnectAndQuery(t *testing.T) {
 // TestIAMSixteenMinuteRun: with the clock moved past the token's 15 minutes,
 // new connections keep authenticating, because each dial gets a valid token.
 func TestIAMSixteenMinuteRun(t *testing.T) {
-	clk := newClock()
-	p, dsn := emulator(t, pgBackend(t), clk)
-	ts := rdsproxy.NewTokenSourceWithSigner(rdsproxy.TokenSourceOptions{Credentials: testCreds, Now: clk.Now}, signAt(clk))
+	clk := testclock.Start()
+	p, dsn := testiam.Start(t, testiam.Clock(clk.Now))
+	ts := rdsproxy.NewTokenSourceWithSigner(rdsproxy.TokenSourceOptions{Credentials: testiam.Credentials, Now: clk.Now}, signAt(clk))
 	for minute := 0; minute <= 16; minute++ {
 		db, err := rdsproxy.Open(dsn, rdsproxy.WithTokenSource(ts))
 		require.NoError(t, err)
@@ -190,8 +130,8 @@ func TestIAMSixteenMinuteRun(t *testing.T) {
 func TestIAMStormSharesOneSigning(t *testing.T) {
 	bouncer := pgbouncerURL(t)
 	u, _ := url.Parse(bouncer)
-	p, dsn := emulator(t, u.Host, nil)
-	ts := rdsproxy.NewTokenSource(rdsproxy.TokenSourceOptions{Credentials: testCreds})
+	p, dsn := testiam.Start(t, testiam.Backend(u.Host))
+	ts := rdsproxy.NewTokenSource(rdsproxy.TokenSourceOptions{Credentials: testiam.Credentials})
 	const envs = 500
 	var wg sync.WaitGroup
 	var failures atomic.Int64
@@ -222,14 +162,14 @@ func TestIAMStormSharesOneSigning(t *testing.T) {
 
 // expiringCreds returns credentials that expire at a time the test controls.
 type expiringCreds struct {
-	clk       *clock
+	clk       *testclock.Clock
 	lifetime  time.Duration
 	retrieved atomic.Int64
 }
 
 func (e *expiringCreds) Retrieve(context.Context) (aws.Credentials, error) {
 	e.retrieved.Add(1)
-	return aws.Credentials{AccessKeyID: testAccessKey, SecretAccessKey: testSecretKey, CanExpire: true,
+	return aws.Credentials{AccessKeyID: testiam.AccessKey, SecretAccessKey: testiam.SecretKey, CanExpire: true,
 		Expires: e.clk.Now().Add(e.lifetime), Source: "test"}, nil
 }
 
@@ -237,8 +177,8 @@ func (e *expiringCreds) Retrieve(context.Context) (aws.Credentials, error) {
 // left, but the credentials that signed it expire within the margin, so the
 // next dial signs again (aws-sdk-go-v2 issue 2724).
 func TestIAMExpiringCredentialsForceEarlierResign(t *testing.T) {
-	clk := newClock()
-	_, dsn := emulator(t, pgBackend(t), clk)
+	clk := testclock.Start()
+	_, dsn := testiam.Start(t, testiam.Clock(clk.Now))
 	creds := &expiringCreds{clk: clk, lifetime: 6 * time.Minute}
 	ts := rdsproxy.NewTokenSourceWithSigner(rdsproxy.TokenSourceOptions{Credentials: creds, Now: clk.Now}, signAt(clk))
 	dial := func() {
@@ -261,8 +201,8 @@ func TestIAMExpiringCredentialsForceEarlierResign(t *testing.T) {
 // TestIAMRevokedTokenRetriedOnce: the proxy rejects a cached token once; the
 // driver drops it, signs a new one and the caller sees no error.
 func TestIAMRevokedTokenRetriedOnce(t *testing.T) {
-	p, dsn := emulator(t, pgBackend(t), nil)
-	ts := rdsproxy.NewTokenSource(rdsproxy.TokenSourceOptions{Credentials: testCreds})
+	p, dsn := testiam.Start(t)
+	ts := rdsproxy.NewTokenSource(rdsproxy.TokenSourceOptions{Credentials: testiam.Credentials})
 	db, err := rdsproxy.Open(dsn, rdsproxy.WithTokenSource(ts))
 	require.NoError(t, err)
 	require.NoError(t, queryOne(db))
@@ -283,10 +223,10 @@ func TestIAMRevokedTokenRetriedOnce(t *testing.T) {
 // error says what to check and carries no secret.
 func TestIAMClearErrors(t *testing.T) {
 	logs := &secretsLog{}
-	p, dsn := emulator(t, pgBackend(t), nil)
+	p, dsn := testiam.Start(t)
 	check := func(name, dsn string, wantIs error, wantText ...string) {
 		t.Run(name, func(t *testing.T) {
-			db, err := rdsproxy.Open(dsn, rdsproxy.WithCredentialsProvider(testCreds),
+			db, err := rdsproxy.Open(dsn, rdsproxy.WithCredentialsProvider(testiam.Credentials),
 				rdsproxy.WithLogger(slog.New(slog.NewTextHandler(logs, nil))))
 			require.NoError(t, err)
 			defer db.Close()
@@ -300,7 +240,7 @@ func TestIAMClearErrors(t *testing.T) {
 			}
 		})
 	}
-	check("wrong region", strings.Replace(dsn, "aws_region="+testRegion, "aws_region=eu-west-1", 1),
+	check("wrong region", strings.Replace(dsn, "aws_region="+testiam.Region, "aws_region=eu-west-1", 1),
 		rdsproxy.ErrIAMAuth, "rds-db:connect", "eu-west-1", "clock")
 	check("wrong user", strings.Replace(dsn, "postgres://postgres@", "postgres://someone_else@", 1),
 		rdsproxy.ErrIAMAuth, "someone_else", "rds-db:connect")
@@ -335,7 +275,7 @@ func TestIAMRefusedBeforeDialing(t *testing.T) {
 	c.Close()
 
 	// IAM options without iam=true are a mistake worth reporting.
-	_, err = rdsproxy.NewConnector("postgres://app@h/db?sslmode=disable", rdsproxy.WithCredentialsProvider(testCreds))
+	_, err = rdsproxy.NewConnector("postgres://app@h/db?sslmode=disable", rdsproxy.WithCredentialsProvider(testiam.Credentials))
 	require.ErrorIs(t, err, rdsproxy.ErrConfig)
 	require.Contains(t, err.Error(), "iam=true")
 }
@@ -343,13 +283,13 @@ func TestIAMRefusedBeforeDialing(t *testing.T) {
 func TestTokenFuncSetsPassword(t *testing.T) {
 	// The emulator verifies the token, over TLS with its test CA; the DSN has
 	// no iam=true, so the token comes from the function alone.
-	p, dsn := emulator(t, pgBackend(t), nil)
+	p, dsn := testiam.Start(t)
 	dsn = strings.Replace(dsn, "iam=true&", "", 1)
 	var calls atomic.Int64
 	db, err := rdsproxy.Open(dsn,
 		rdsproxy.WithTokenFunc(func(ctx context.Context, host string, port uint16, user string) (string, error) {
 			calls.Add(1)
-			return auth.BuildAuthToken(ctx, net.JoinHostPort(host, strconv.Itoa(int(port))), testRegion, user, testCreds)
+			return auth.BuildAuthToken(ctx, net.JoinHostPort(host, strconv.Itoa(int(port))), testiam.Region, user, testiam.Credentials)
 		}))
 	require.NoError(t, err)
 	defer db.Close()
@@ -494,7 +434,7 @@ func TestTokenFuncNeedsVerifiedTLS(t *testing.T) {
 func TestTokenSourceMarginBounds(t *testing.T) {
 	const dsn = "postgres://app@my-proxy.proxy-abc.us-east-1.rds.amazonaws.com/appdb?iam=true"
 	for _, m := range []time.Duration{-time.Second, time.Nanosecond, 29 * time.Second, 15*time.Minute + 1, time.Hour} {
-		ts := rdsproxy.NewTokenSource(rdsproxy.TokenSourceOptions{Credentials: testCreds, Margin: m})
+		ts := rdsproxy.NewTokenSource(rdsproxy.TokenSourceOptions{Credentials: testiam.Credentials, Margin: m})
 		_, err := rdsproxy.NewConnector(dsn, rdsproxy.WithTokenSource(ts))
 		require.ErrorIs(t, err, rdsproxy.ErrConfig, "margin %s", m)
 		require.Contains(t, err.Error(), "Margin")
@@ -503,7 +443,7 @@ func TestTokenSourceMarginBounds(t *testing.T) {
 		require.ErrorIs(t, err, rdsproxy.ErrConfig, "margin %s", m)
 	}
 	for _, m := range []time.Duration{0, 30 * time.Second, 3 * time.Minute, 15 * time.Minute} {
-		ts := rdsproxy.NewTokenSource(rdsproxy.TokenSourceOptions{Credentials: testCreds, Margin: m})
+		ts := rdsproxy.NewTokenSource(rdsproxy.TokenSourceOptions{Credentials: testiam.Credentials, Margin: m})
 		c, err := rdsproxy.NewConnector(dsn, rdsproxy.WithTokenSource(ts))
 		require.NoError(t, err, "margin %s", m)
 		c.Close()

@@ -15,6 +15,7 @@ import (
 
 	"github.com/rdsproxy/rdsproxy"
 	"github.com/rdsproxy/rdsproxy/internal/testdb"
+	"github.com/rdsproxy/rdsproxy/internal/testiam"
 )
 
 // pinEvents collects PinEvents from WithPinHandler, which runs on a
@@ -99,7 +100,7 @@ func TestNewPgxpoolConfigDefaults(t *testing.T) {
 	require.ErrorIs(t, err, rdsproxy.ErrConfig)
 	_, err = rdsproxy.NewPgxpoolConfig("postgres://app@my-proxy.proxy-abc.us-east-1.rds.amazonaws.com:5432/appdb?iam=true&sslmode=disable")
 	require.ErrorIs(t, err, rdsproxy.ErrInsecureIAM)
-	_, err = rdsproxy.NewPgxpoolConfig("postgres://app@h/db?sslmode=disable", rdsproxy.WithCredentialsProvider(testCreds))
+	_, err = rdsproxy.NewPgxpoolConfig("postgres://app@h/db?sslmode=disable", rdsproxy.WithCredentialsProvider(testiam.Credentials))
 	require.ErrorIs(t, err, rdsproxy.ErrConfig)
 
 	// pin_check=off: no pinning tracer, pgxpool's config keeps working.
@@ -154,8 +155,8 @@ func TestPgxpoolConfigPinCheck(t *testing.T) {
 // tokens come from the shared cache, and a rejected cached token is dropped
 // so the next dial signs a fresh one.
 func TestPgxpoolConfigIAM(t *testing.T) {
-	p, dsn := emulator(t, pgBackend(t), nil)
-	ts := rdsproxy.NewTokenSource(rdsproxy.TokenSourceOptions{Credentials: testCreds})
+	p, dsn := testiam.Start(t)
+	ts := rdsproxy.NewTokenSource(rdsproxy.TokenSourceOptions{Credentials: testiam.Credentials})
 	pc, err := rdsproxy.NewPgxpoolConfig(dsn, rdsproxy.WithTokenSource(ts))
 	require.NoError(t, err)
 	require.NotNil(t, pc.BeforeConnect)

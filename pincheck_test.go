@@ -15,6 +15,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/rdsproxy/rdsproxy/internal/pinning"
+	"github.com/rdsproxy/rdsproxy/internal/testclock"
 )
 
 // records collects log records and PinEvents of a pinChecker.
@@ -49,9 +50,9 @@ func (r *records) snapshot() ([]map[string]any, []PinEvent) {
 }
 
 // newTestChecker returns a checker on a fake clock that logs into recs.
-func newTestChecker(recs *records, clock *time.Time) *pinChecker {
+func newTestChecker(recs *records, clk *testclock.Clock) *pinChecker {
 	p := newPinChecker(slog.New(recs), recs.event)
-	p.now = func() time.Time { return *clock }
+	p.now = clk.Now
 	return p
 }
 
@@ -72,8 +73,8 @@ func settle(t *testing.T, p *pinChecker) {
 // counted and the count rides on the next warning; the handler sees all.
 func TestPinCheckRateLimit(t *testing.T) {
 	var recs records
-	clock := time.Unix(1_700_000_000, 0)
-	p := newTestChecker(&recs, &clock)
+	clk := testclock.New(time.Unix(1_700_000_000, 0))
+	p := newTestChecker(&recs, clk)
 	p.warnLimit = 3
 
 	for i := range 5 {
@@ -87,14 +88,14 @@ func TestPinCheckRateLimit(t *testing.T) {
 		require.NotContains(t, l, "suppressed")
 	}
 
-	clock = clock.Add(p.window - time.Nanosecond)
+	clk.Advance(p.window - time.Nanosecond)
 	p.check("LISTEN chan_5", pinKindQuery)
 	settle(t, p)
 	logs, events = recs.snapshot()
 	require.Len(t, events, 6)
 	require.Len(t, logs, 3, "still inside the window")
 
-	clock = clock.Add(time.Nanosecond)
+	clk.Advance(time.Nanosecond)
 	p.check("LISTEN chan_6", pinKindQuery)
 	settle(t, p)
 	logs, _ = recs.snapshot()
@@ -113,8 +114,8 @@ func TestPinCheckRateLimit(t *testing.T) {
 // prepare of the same text is a separate report.
 func TestPinCheckDedup(t *testing.T) {
 	var recs records
-	clock := time.Unix(0, 0)
-	p := newTestChecker(&recs, &clock)
+	clk := testclock.New(time.Unix(0, 0))
+	p := newTestChecker(&recs, clk)
 	for i := range 50 {
 		p.check(fmt.Sprintf("SELECT pg_advisory_lock(%d)", i), pinKindQuery)
 		p.check(fmt.Sprintf("SELECT pg_advisory_lock(%d)", i), pinKindBatch)
@@ -146,8 +147,8 @@ func TestPinCheckDedup(t *testing.T) {
 // statements produce exactly one report per distinct pinning statement.
 func TestPinCheckConcurrent(t *testing.T) {
 	var recs records
-	clock := time.Unix(0, 0)
-	p := newTestChecker(&recs, &clock)
+	clk := testclock.New(time.Unix(0, 0))
+	p := newTestChecker(&recs, clk)
 	var wg sync.WaitGroup
 	for g := range 8 {
 		wg.Add(1)
@@ -203,8 +204,8 @@ func TestPinCheckCacheIsBounded(t *testing.T) {
 // with a short fingerprint.
 func TestPinCheckLongStatement(t *testing.T) {
 	var recs records
-	clock := time.Unix(0, 0)
-	p := newTestChecker(&recs, &clock)
+	clk := testclock.New(time.Unix(0, 0))
+	p := newTestChecker(&recs, clk)
 	long := "INSERT INTO t VALUES ('" + strings.Repeat("secret ", 3000) + "')"
 	for range 3 {
 		p.check(long, pinKindQuery)

@@ -18,32 +18,19 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/rdsproxy/rdsproxy/internal/conncheck"
+	"github.com/rdsproxy/rdsproxy/internal/testclock"
 	"github.com/rdsproxy/rdsproxy/internal/testdb"
 )
 
-// fakeClock is the injected clock for the pool policy: tests move time
-// forward instead of sleeping.
-type fakeClock struct {
-	mu  sync.Mutex
-	now time.Time
-}
-
-func (c *fakeClock) Now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.now }
-func (c *fakeClock) Advance(d time.Duration) {
-	c.mu.Lock()
-	c.now = c.now.Add(d)
-	c.mu.Unlock()
-}
-
 // openWithClock opens a *sql.DB through Open with the policy on a fake clock.
-func openWithClock(t *testing.T, kv ...string) (*sql.DB, *Connector, *fakeClock, *[]string) {
+func openWithClock(t *testing.T, kv ...string) (*sql.DB, *Connector, *testclock.Clock, *[]string) {
 	t.Helper()
 	dsn := testdb.WithParams(testdb.Require(t), append([]string{"application_name", testdb.AppName(t)}, kv...)...)
 	cfg, err := ParseConfig(dsn)
 	require.NoError(t, err)
 	c, err := newConnector(cfg, nil, true)
 	require.NoError(t, err)
-	clock := &fakeClock{now: time.Now()}
+	clock := testclock.Start()
 	var mu sync.Mutex
 	var retired []string
 	c.policy.now = clock.Now

@@ -11,15 +11,16 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/rdsproxy/rdsproxy"
+	"github.com/rdsproxy/rdsproxy/internal/testiam"
 )
 
 // secretConfig returns a Config whose connection string's password is
-// secretPassword and whose IAM options hold testCreds (a value-type provider
-// carrying the keys).
+// secretPassword and whose IAM options hold testiam.Credentials (a
+// value-type provider carrying the keys).
 func secretConfig(t *testing.T) *rdsproxy.Config {
 	t.Helper()
 	c, err := rdsproxy.NewConnector("postgres://app:"+secretPassword+"@my-proxy.proxy-abc.us-east-1.rds.amazonaws.com/appdb?iam=true",
-		rdsproxy.WithCredentialsProvider(testCreds))
+		rdsproxy.WithCredentialsProvider(testiam.Credentials))
 	require.NoError(t, err)
 	t.Cleanup(func() { c.Close() })
 	return c.Config()
@@ -28,7 +29,7 @@ func secretConfig(t *testing.T) *rdsproxy.Config {
 // requireNoSecret fails if s contains the password or the AWS keys.
 func requireNoSecret(t *testing.T, what, s string) {
 	t.Helper()
-	for _, secret := range []string{secretPassword, "S3cr3t", testSecretKey, testSecretKey[:16], testAccessKey} {
+	for _, secret := range []string{secretPassword, "S3cr3t", testiam.SecretKey, testiam.SecretKey[:16], testiam.AccessKey} {
 		require.NotContains(t, s, secret, "%s leaks a secret: %s", what, s)
 	}
 }

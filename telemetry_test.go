@@ -5,13 +5,10 @@ import (
 	"database/sql"
 	"fmt"
 	"net/url"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/stdlib"
 	"github.com/stretchr/testify/require"
@@ -22,8 +19,9 @@ import (
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 	"go.opentelemetry.io/otel/semconv/v1.43.0/dbconv"
 
-	"github.com/rdsproxy/rdsproxy/internal/proxyemu"
+	"github.com/rdsproxy/rdsproxy/internal/testclock"
 	"github.com/rdsproxy/rdsproxy/internal/testdb"
+	"github.com/rdsproxy/rdsproxy/internal/testiam"
 )
 
 // otelHarness is an SDK MeterProvider with a ManualReader and an SDK
@@ -203,7 +201,7 @@ func TestTelemetryPoolAndQueryMetrics(t *testing.T) {
 	require.NoError(t, err)
 	c, err := newConnector(cfg, append(h.options(), WithQuerySpans(true)), true)
 	require.NoError(t, err)
-	clock := &fakeClock{now: time.Now()}
+	clock := testclock.Start()
 	c.policy.now = clock.Now
 	db := sql.OpenDB(c)
 	db.SetMaxOpenConns(2)
@@ -350,33 +348,14 @@ func TestTelemetryUnregistersOnClose(t *testing.T) {
 	}
 }
 
-const (
-	telTestRegion    = "us-east-1"
-	telTestAccessKey = "AKIDRDSPROXYTELTEST"
-	telTestSecretKey = "wJalrXUtnFEMI/K7MDENG+bPxRfiCYTELSECRET"
-)
-
 // TestTelemetryIAMThroughEmulator checks the token metrics and spans through
 // the RDS Proxy emulator: a signing, a cache hit, a rejected cached token
 // retried with a fresh one; and that no token fragment or key is exported.
 func TestTelemetryIAMThroughEmulator(t *testing.T) {
-	u, err := url.Parse(testdb.Require(t))
-	require.NoError(t, err)
-	port := u.Port()
-	if port == "" {
-		port = "5432"
-	}
-	creds := credentials.NewStaticCredentialsProvider(telTestAccessKey, telTestSecretKey, "")
-	p, err := proxyemu.Start(proxyemu.Config{Region: telTestRegion, Credentials: creds, Backend: u.Hostname() + ":" + port})
-	require.NoError(t, err)
-	t.Cleanup(func() { p.Close() })
-	ca := filepath.Join(t.TempDir(), "proxy-ca.pem")
-	require.NoError(t, os.WriteFile(ca, p.CAPEM(), 0o600))
-	dsn := fmt.Sprintf("postgres://postgres@%s/postgres?iam=true&aws_region=%s&sslmode=verify-full&sslrootcert=%s&application_name=%s",
-		p.Addr(), telTestRegion, url.QueryEscape(ca), testdb.Prefix()+"_iamtel")
+	p, dsn := testiam.Start(t, testiam.AppName(testdb.Prefix()+"_iamtel"))
 
 	h := newOtelHarness(t)
-	ts := NewTokenSource(TokenSourceOptions{Credentials: creds})
+	ts := NewTokenSource(TokenSourceOptions{Credentials: testiam.Credentials})
 	open := func(name string) *sql.DB {
 		db, err := Open(dsn, append(h.options(), WithTokenSource(ts), WithPoolName(name))...)
 		require.NoError(t, err)
@@ -451,7 +430,7 @@ func TestTelemetryIAMThroughEmulator(t *testing.T) {
 	require.Equal(t, 1, failedConnects, "the rejected dial's connect span carries its SQLSTATE (28P01)")
 
 	text := h.exportedText(ms)
-	for _, secret := range []string{telTestSecretKey, telTestSecretKey[:16], telTestAccessKey, "X-Amz-Signature", "X-Amz-Credential", "Action=connect", "DBUser"} {
+	for _, secret := range []string{testiam.SecretKey, testiam.SecretKey[:16], testiam.AccessKey, "X-Amz-Signature", "X-Amz-Credential", "Action=connect", "DBUser"} {
 		require.NotContains(t, text, secret, "exported telemetry contains %q", secret)
 	}
 }

@@ -7,7 +7,7 @@ import (
 	"time"
 
 	"github.com/rdsproxy/rdsproxy"
-	"github.com/rdsproxy/rdsproxy/examples/internal/exampletest"
+	"github.com/rdsproxy/rdsproxy/internal/testiam"
 )
 
 // TestClusterGORM runs the example through two emulator doors, the second
@@ -15,11 +15,11 @@ import (
 // reach the writer door (they would fail on the read-only one), the plain
 // reads the reader door.
 func TestClusterGORM(t *testing.T) {
-	writer, reader, dsn := exampletest.ProxyCluster(t)
+	writer, reader, dsn := testiam.Cluster(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	var out strings.Builder
-	if err := run(ctx, dsn, &out, rdsproxy.WithCredentialsProvider(exampletest.Credentials())); err != nil {
+	if err := run(ctx, dsn, &out, rdsproxy.WithCredentialsProvider(testiam.Credentials)); err != nil {
 		t.Fatal(err)
 	}
 	if !strings.Contains(out.String(), "quantity 3;") || !strings.Contains(out.String(), "reader read-only: on") {

@@ -7,18 +7,18 @@ import (
 	"time"
 
 	"github.com/rdsproxy/rdsproxy"
-	"github.com/rdsproxy/rdsproxy/examples/internal/exampletest"
+	"github.com/rdsproxy/rdsproxy/internal/testiam"
 )
 
 // TestClusterQueries runs the example through two emulator doors, the second
 // read-only: the schema, the writes and the transaction must reach the
 // writer door, and the write on the reader's Queries is refused there.
 func TestClusterQueries(t *testing.T) {
-	writer, reader, dsn := exampletest.ProxyCluster(t)
+	writer, reader, dsn := testiam.Cluster(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	var out strings.Builder
-	if err := run(ctx, dsn, &out, rdsproxy.WithCredentialsProvider(exampletest.Credentials())); err != nil {
+	if err := run(ctx, dsn, &out, rdsproxy.WithCredentialsProvider(testiam.Credentials)); err != nil {
 		t.Fatal(err)
 	}
 	for _, want := range []string{"Co-creator of Unix and Go", "write on the reader refused: true"} {

@@ -10,7 +10,7 @@ import (
 	"time"
 
 	"github.com/rdsproxy/rdsproxy"
-	"github.com/rdsproxy/rdsproxy/examples/internal/exampletest"
+	"github.com/rdsproxy/rdsproxy/internal/testdb"
 )
 
 type events struct {
@@ -45,7 +45,7 @@ func (e *events) count(r rdsproxy.PinReason) int {
 var quiet = rdsproxy.WithLogger(slog.New(slog.NewTextHandler(io.Discard, nil)))
 
 func TestGORM(t *testing.T) {
-	dsn := exampletest.Require(t)
+	dsn := testdb.Require(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 

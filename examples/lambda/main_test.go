@@ -4,7 +4,7 @@ import (
 	"context"
 	"testing"
 
-	"github.com/rdsproxy/rdsproxy/examples/internal/exampletest"
+	"github.com/rdsproxy/rdsproxy/internal/testiam"
 )
 
 // TestHandlerReusesConnection calls the handler twice in-process, as two
@@ -12,15 +12,15 @@ import (
 // emulator with IAM: the second reuses the first one's connection (same
 // backend, no new authentication, no new token).
 func TestHandlerReusesConnection(t *testing.T) {
-	proxy, dsn := exampletest.Proxy(t)
+	proxy, dsn := testiam.Start(t)
 	// What Lambda sets in the environment: the function name (which selects
 	// rdsproxy's Lambda defaults) and the role's credentials and region,
 	// which the AWS SDK's default chain reads.
 	t.Setenv("AWS_LAMBDA_FUNCTION_NAME", "rdsproxy-example")
-	t.Setenv("AWS_ACCESS_KEY_ID", exampletest.AccessKey)
-	t.Setenv("AWS_SECRET_ACCESS_KEY", exampletest.SecretKey)
+	t.Setenv("AWS_ACCESS_KEY_ID", testiam.AccessKey)
+	t.Setenv("AWS_SECRET_ACCESS_KEY", testiam.SecretKey)
 	t.Setenv("AWS_SESSION_TOKEN", "")
-	t.Setenv("AWS_REGION", exampletest.Region)
+	t.Setenv("AWS_REGION", testiam.Region)
 	t.Setenv("AWS_CONFIG_FILE", "/dev/null")
 	t.Setenv("AWS_SHARED_CREDENTIALS_FILE", "/dev/null")
 	t.Setenv("DATABASE_URL", dsn)

@@ -8,7 +8,8 @@ import (
 	"time"
 
 	"github.com/rdsproxy/rdsproxy"
-	"github.com/rdsproxy/rdsproxy/examples/internal/exampletest"
+	"github.com/rdsproxy/rdsproxy/internal/testdb"
+	"github.com/rdsproxy/rdsproxy/internal/testiam"
 )
 
 type events struct {
@@ -24,7 +25,7 @@ func (e *events) get() []rdsproxy.PinEvent {
 }
 
 func TestPgxpool(t *testing.T) {
-	dsn := exampletest.Require(t)
+	dsn := testdb.Require(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	var ev events
@@ -46,10 +47,10 @@ func TestPgxpool(t *testing.T) {
 // TestPgxpoolIAM runs the example through the RDS Proxy emulator with
 // iam=true: one connection, one authentication, one token signing.
 func TestPgxpoolIAM(t *testing.T) {
-	proxy, dsn := exampletest.Proxy(t)
+	proxy, dsn := testiam.Start(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	tokens := rdsproxy.NewTokenSource(rdsproxy.TokenSourceOptions{Credentials: exampletest.Credentials()})
+	tokens := rdsproxy.NewTokenSource(rdsproxy.TokenSourceOptions{Credentials: testiam.Credentials})
 	var out strings.Builder
 	if err := run(ctx, dsn, &out, rdsproxy.WithTokenSource(tokens)); err != nil {
 		t.Fatal(err)

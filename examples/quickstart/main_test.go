@@ -3,13 +3,12 @@ package main
 import (
 	"bytes"
 	"context"
-	"os"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
-	"github.com/jackc/pgx/v5"
+	"github.com/rdsproxy/rdsproxy/internal/testdb"
 )
 
 type lockedBuffer struct {
@@ -30,20 +29,9 @@ func (b *lockedBuffer) String() string {
 }
 
 func TestQuickstart(t *testing.T) {
-	dsn := os.Getenv("DATABASE_URL")
-	if dsn == "" {
-		dsn = defaultDatabaseURL
-	}
+	dsn := testdb.Require(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	if c, err := pgx.Connect(ctx, dsn); err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("CI=true but PostgreSQL is not reachable (DATABASE_URL or %s): %v", defaultDatabaseURL, err)
-		}
-		t.Skipf("skipping: PostgreSQL is not reachable (set DATABASE_URL): %v", err)
-	} else {
-		c.Close(ctx)
-	}
 	// The driver logs pinning warnings from its own goroutine, to the same
 	// writer as the program's output: the buffer must be safe for that.
 	var out lockedBuffer
@@ -70,20 +58,9 @@ func TestQuickstart(t *testing.T) {
 // TestQuickstartIAM runs the -iam mode: the same workload through the RDS
 // Proxy emulator, each connection authenticated with a signed IAM token.
 func TestQuickstartIAM(t *testing.T) {
-	dsn := os.Getenv("DATABASE_URL")
-	if dsn == "" {
-		dsn = defaultDatabaseURL
-	}
+	dsn := testdb.Require(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	if c, err := pgx.Connect(ctx, dsn); err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("CI=true but PostgreSQL is not reachable (DATABASE_URL or %s): %v", defaultDatabaseURL, err)
-		}
-		t.Skipf("skipping: PostgreSQL is not reachable (set DATABASE_URL): %v", err)
-	} else {
-		c.Close(ctx)
-	}
 	var out lockedBuffer
 	if err := runIAM(ctx, dsn, &out); err != nil {
 		t.Fatal(err)

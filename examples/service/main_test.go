@@ -8,11 +8,11 @@ import (
 	"testing"
 	"time"
 
-	"github.com/rdsproxy/rdsproxy/examples/internal/exampletest"
+	"github.com/rdsproxy/rdsproxy/internal/testdb"
 )
 
 func TestService(t *testing.T) {
-	dsn := exampletest.Require(t)
+	dsn := testdb.Require(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	ready := make(chan string, 1)

@@ -9,8 +9,8 @@ import (
 	"time"
 
 	"github.com/rdsproxy/rdsproxy"
-	"github.com/rdsproxy/rdsproxy/examples/internal/exampletest"
 	"github.com/rdsproxy/rdsproxy/examples/sqlc/dbprepared"
+	"github.com/rdsproxy/rdsproxy/internal/testdb"
 )
 
 type events struct {
@@ -29,7 +29,7 @@ func (e *events) get() []rdsproxy.PinEvent {
 // transaction, with no pinning event (the handler's events are delivered
 // before Close returns).
 func TestGeneratedQueries(t *testing.T) {
-	dsn := exampletest.Require(t)
+	dsn := testdb.Require(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	var ev events
@@ -50,7 +50,7 @@ func TestGeneratedQueries(t *testing.T) {
 // TestEmitPreparedQueriesPins: with emit_prepared_queries, Prepare creates
 // named server-side statements, and rdsproxy reports each as pinning.
 func TestEmitPreparedQueriesPins(t *testing.T) {
-	dsn := exampletest.Require(t)
+	dsn := testdb.Require(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	var ev events

@@ -6,10 +6,8 @@ import (
 	"database/sql"
 	"fmt"
 	"log/slog"
-	"net"
 	"net/url"
 	"os"
-	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -17,25 +15,18 @@ import (
 	"testing"
 	"time"
 
-	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/jackc/pgx/v5"
 	"github.com/stretchr/testify/require"
 
 	"github.com/rdsproxy/rdsproxy"
-	"github.com/rdsproxy/rdsproxy/internal/proxyemu"
-	"github.com/rdsproxy/rdsproxy/internal/testdb"
+	"github.com/rdsproxy/rdsproxy/internal/testiam"
 )
 
 const (
-	testRegion    = "us-east-1"
-	testAccessKey = "AKIDRDSPROXYFAULTS01"
-	testSecretKey = "wJalrXUtnFEMI/K7MDENG+bPxRfiCYFAULTSSECRET"
 	// testPassword is put in every non-IAM DSN (trust authentication ignores
 	// it) so the secrets check can look for it in errors and logs.
 	testPassword = "faults-Passw0rd-SECRET"
 )
-
-var testCreds = credentials.NewStaticCredentialsProvider(testAccessKey, testSecretKey, "")
 
 // soak reports whether the long local mode is on (RDSPROXY_SOAK=1).
 func soak() bool { return os.Getenv("RDSPROXY_SOAK") == "1" }
@@ -83,8 +74,8 @@ func (c *capture) errors() int64  { return c.errs.Load() }
 
 // secrets are the strings that must never appear: token parts, the AWS secret
 // key (and a prefix of it), the access key id and the DSN password.
-var secrets = []string{"X-Amz-Signature", "X-Amz-Credential", "Action=connect", testSecretKey, testSecretKey[:16],
-	testAccessKey, testPassword}
+var secrets = []string{"X-Amz-Signature", "X-Amz-Credential", "Action=connect", testiam.SecretKey, testiam.SecretKey[:16],
+	testiam.AccessKey, testPassword}
 
 func (c *capture) findSecret() string {
 	c.mu.Lock()
@@ -114,31 +105,6 @@ func withPassword(dsn string) string {
 	}
 	u.User = url.UserPassword(u.User.Username(), testPassword)
 	return u.String()
-}
-
-// pgBackend is host:port of the test database.
-func pgBackend(tb testing.TB) string {
-	u, err := url.Parse(testdb.Require(tb))
-	require.NoError(tb, err)
-	port := u.Port()
-	if port == "" {
-		port = "5432"
-	}
-	return net.JoinHostPort(u.Hostname(), port)
-}
-
-// emulator starts the RDS Proxy emulator in front of backend and returns it
-// with an iam=true DSN for it (application_name app).
-func emulator(tb testing.TB, backend, app string, idle time.Duration) (*proxyemu.Proxy, string) {
-	tb.Helper()
-	p, err := proxyemu.Start(proxyemu.Config{Region: testRegion, Credentials: testCreds, Backend: backend, IdleClientTimeout: idle})
-	require.NoError(tb, err)
-	tb.Cleanup(func() { p.Close() })
-	ca := filepath.Join(tb.TempDir(), "proxy-ca.pem")
-	require.NoError(tb, os.WriteFile(ca, p.CAPEM(), 0o600))
-	dsn := fmt.Sprintf("postgres://postgres@%s/postgres?iam=true&aws_region=%s&sslmode=verify-full&sslrootcert=%s&application_name=%s",
-		p.Addr(), testRegion, url.QueryEscape(ca), url.QueryEscape(app))
-	return p, dsn
 }
 
 // openDB opens dsn with rdsproxy.Open and the capturing logger, closed at the
@@ -186,16 +152,6 @@ func countBackends(ctx context.Context, admin *pgx.Conn, app string) (int, error
 	var n int
 	err := admin.QueryRow(ctx, "SELECT count(*) FROM pg_stat_activity WHERE application_name = $1", app).Scan(&n)
 	return n, err
-}
-
-// adminConn opens a direct connection for assertions (application_name
-// rdsproxy_admin, outside the leak check's prefix).
-func adminConn(tb testing.TB) *pgx.Conn {
-	tb.Helper()
-	conn, err := pgx.Connect(context.Background(), testdb.WithParams(testdb.Require(tb), "application_name", "rdsproxy_admin_faults"))
-	require.NoError(tb, err)
-	tb.Cleanup(func() { conn.Close(context.Background()) })
-	return conn
 }
 
 // errBox keeps the last error of several goroutines (errors of different

@@ -43,7 +43,7 @@ const (
 func TestBackendsKilledUnderLoad(t *testing.T) {
 	dsn := testdb.Require(t)
 	app := testdb.AppName(t)
-	admin := adminConn(t)
+	admin := testdb.Admin(t)
 	ctx, cancelAll := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancelAll()
 	table := fmt.Sprintf("faults_kill_%d", time.Now().UnixNano())

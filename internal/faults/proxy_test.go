@@ -16,6 +16,7 @@ import (
 	"github.com/rdsproxy/rdsproxy"
 	"github.com/rdsproxy/rdsproxy/internal/proxyemu"
 	"github.com/rdsproxy/rdsproxy/internal/testdb"
+	"github.com/rdsproxy/rdsproxy/internal/testiam"
 )
 
 // holdConns checks out n connections at once, runs a statement on each and
@@ -44,8 +45,8 @@ func holdConns(t *testing.T, db *sql.DB, n int) {
 // then runs single queries and 3 concurrent ones.
 func TestProxyDropsIdleClients(t *testing.T) {
 	app := testdb.AppName(t)
-	p, dsn := emulator(t, pgBackend(t), app, 300*time.Millisecond)
-	ts := rdsproxy.NewTokenSource(rdsproxy.TokenSourceOptions{Credentials: testCreds})
+	p, dsn := testiam.Start(t, testiam.AppName(app), testiam.IdleClientTimeout(300*time.Millisecond))
+	ts := rdsproxy.NewTokenSource(rdsproxy.TokenSourceOptions{Credentials: testiam.Credentials})
 	db := openDB(t, testddsn(dsn, "pool_max_conns", "3"), rdsproxy.WithTokenSource(ts))
 	rounds := scale(3, 30)
 	dropped := 0
@@ -95,8 +96,8 @@ func testddsn(dsn string, kv ...string) string { return testdb.WithParams(dsn, k
 // gives up after MaxAttempts with an error that still matches.
 func TestBorrowTimeout(t *testing.T) {
 	app := testdb.AppName(t)
-	p, dsn := emulator(t, pgBackend(t), app, 0)
-	db := openDB(t, testdb.WithParams(dsn, "pool_max_conns", "2"), rdsproxy.WithCredentialsProvider(testCreds))
+	p, dsn := testiam.Start(t, testiam.AppName(app))
+	db := openDB(t, testdb.WithParams(dsn, "pool_max_conns", "2"), rdsproxy.WithCredentialsProvider(testiam.Credentials))
 	ctx := context.Background()
 	require.NoError(t, queryOne(ctx, db))
 	// Take the connection before the fault starts: a checkout may ping (after
@@ -180,7 +181,7 @@ func (o *outageCreds) Retrieve(context.Context) (aws.Credentials, error) {
 	}
 	exp := time.Now().Add(outageCredsLife)
 	o.lastExpires.Store(exp.UnixNano())
-	return aws.Credentials{AccessKeyID: testAccessKey, SecretAccessKey: testSecretKey, CanExpire: true,
+	return aws.Credentials{AccessKeyID: testiam.AccessKey, SecretAccessKey: testiam.SecretKey, CanExpire: true,
 		Expires: exp, Source: "faults"}, nil
 }
 
@@ -191,7 +192,7 @@ func (o *outageCreds) Retrieve(context.Context) (aws.Credentials, error) {
 // connections succeed with no restart of the *sql.DB.
 func TestCredentialsOutage(t *testing.T) {
 	app := testdb.AppName(t)
-	p, dsn := emulator(t, pgBackend(t), app, 0)
+	p, dsn := testiam.Start(t, testiam.AppName(app))
 	creds := &outageCreds{}
 	db := openDB(t, testdb.WithParams(dsn, "pool_max_conns", "3"), rdsproxy.WithCredentialsProvider(creds))
 	ctx := context.Background()

@@ -216,7 +216,7 @@ func TestPostgresRestart(t *testing.T) {
 func clusterOf(t *testing.T) (string, string) {
 	name := os.Getenv("RDSPROXY_PG_CLUSTER")
 	if name == "" {
-		admin := adminConn(t)
+		admin := testdb.Admin(t)
 		require.NoError(t, admin.QueryRow(context.Background(), "SHOW cluster_name").Scan(&name))
 		require.NoError(t, admin.Close(context.Background()))
 	}

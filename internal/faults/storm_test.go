@@ -19,6 +19,7 @@ import (
 	"github.com/rdsproxy/rdsproxy"
 	"github.com/rdsproxy/rdsproxy/internal/proxyemu"
 	"github.com/rdsproxy/rdsproxy/internal/testdb"
+	"github.com/rdsproxy/rdsproxy/internal/testiam"
 )
 
 // stormResult is what one storm measured.
@@ -38,7 +39,7 @@ type stormResult struct {
 // to run one query each, and measures time to first row, peaks and errors.
 func storm(t *testing.T, envs int, app string, p *proxyemu.Proxy, open func() (*sql.DB, error)) stormResult {
 	t.Helper()
-	admin := adminConn(t)
+	admin := testdb.Admin(t)
 	var (
 		wg       sync.WaitGroup
 		mu       sync.Mutex
@@ -150,8 +151,8 @@ func TestColdStartStorm(t *testing.T) {
 	defer b1.Stop()
 	app1 := testdb.AppName(t) + "_rdsproxy"
 	u1, _ := url.Parse(b1.URL())
-	p1, dsn1 := emulator(t, u1.Host, app1, 0)
-	ts := rdsproxy.NewTokenSource(rdsproxy.TokenSourceOptions{Credentials: testCreds})
+	p1, dsn1 := testiam.Start(t, testiam.Backend(u1.Host), testiam.AppName(app1))
+	ts := rdsproxy.NewTokenSource(rdsproxy.TokenSourceOptions{Credentials: testiam.Credentials})
 	r1 := storm(t, envs, app1, p1, func() (*sql.DB, error) {
 		return openWithLogger(dsn1, rdsproxy.WithTokenSource(ts))
 	})
@@ -162,8 +163,8 @@ func TestColdStartStorm(t *testing.T) {
 	defer b2.Stop()
 	app2 := testdb.AppName(t) + "_rawpgx"
 	u2, _ := url.Parse(b2.URL())
-	p2, dsn2 := emulator(t, u2.Host, app2, 0)
-	rawDSN := strings.NewReplacer("iam=true&", "", "aws_region="+testRegion+"&", "").Replace(dsn2)
+	p2, dsn2 := testiam.Start(t, testiam.Backend(u2.Host), testiam.AppName(app2))
+	rawDSN := strings.NewReplacer("iam=true&", "", "aws_region="+testiam.Region+"&", "").Replace(dsn2)
 	rawStorm := func(dsn string) stormResult {
 		var signings atomic.Int64
 		r := storm(t, envs, app2, p2, func() (*sql.DB, error) {
@@ -173,7 +174,7 @@ func TestColdStartStorm(t *testing.T) {
 			}
 			return stdlib.OpenDB(*cfg, stdlib.OptionBeforeConnect(func(ctx context.Context, cc *pgx.ConnConfig) error {
 				signings.Add(1)
-				tok, err := auth.BuildAuthToken(ctx, fmt.Sprintf("%s:%d", cc.Host, cc.Port), testRegion, cc.User, testCreds)
+				tok, err := auth.BuildAuthToken(ctx, fmt.Sprintf("%s:%d", cc.Host, cc.Port), testiam.Region, cc.User, testiam.Credentials)
 				if err != nil {
 					return err
 				}

@@ -19,6 +19,8 @@ import (
 	"github.com/aws/aws-sdk-go-v2/feature/rds/auth"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/rdsproxy/rdsproxy/internal/testclock"
 )
 
 const (
@@ -31,26 +33,6 @@ var testKey = Key{Region: "us-east-1", Host: "db.proxy-abc123.us-east-1.rds.amaz
 
 func staticCreds() aws.CredentialsProvider {
 	return credentials.NewStaticCredentialsProvider(testAKID, testSecret, "")
-}
-
-// fakeClock is the injectable clock: tests move it instead of sleeping.
-type fakeClock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func newClock() *fakeClock { return &fakeClock{t: time.Now()} }
-
-func (c *fakeClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *fakeClock) Set(t time.Time) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.t = t
 }
 
 // countingSign wraps the real auth.BuildAuthToken and counts calls.
@@ -88,7 +70,7 @@ func TestTokenRealSigning(t *testing.T) {
 }
 
 func TestTokenReuseAndMarginBoundary(t *testing.T) {
-	clk := newClock()
+	clk := testclock.Start()
 	t0 := clk.Now()
 	var signs atomic.Int64
 	s := NewSource(Options{Credentials: staticCreds(), Sign: countingSign(&signs), Now: clk.Now})
@@ -158,7 +140,7 @@ func (p *expiringProvider) count() int {
 }
 
 func TestTokenResignsEarlyWhenCredentialsExpire(t *testing.T) {
-	clk := newClock()
+	clk := testclock.Start()
 	t0 := clk.Now()
 	prov := &expiringProvider{expiries: []time.Time{t0.Add(5 * time.Minute), t0.Add(time.Hour)}}
 	var signs atomic.Int64
@@ -189,7 +171,7 @@ func TestTokenResignsEarlyWhenCredentialsExpire(t *testing.T) {
 }
 
 func TestTokenWithCredentialsAlreadyNearExpiry(t *testing.T) {
-	clk := newClock()
+	clk := testclock.Start()
 	t0 := clk.Now()
 	// The provider keeps returning credentials with only 1 minute left.
 	prov := &expiringProvider{expiries: []time.Time{t0.Add(time.Minute)}}
@@ -246,7 +228,7 @@ func TestTokenSingleflightStorm(t *testing.T) {
 }
 
 func TestInvalidate(t *testing.T) {
-	clk := newClock()
+	clk := testclock.Start()
 	t0 := clk.Now()
 	var signs atomic.Int64
 	s := NewSource(Options{Credentials: staticCreds(), Sign: countingSign(&signs), Now: clk.Now})

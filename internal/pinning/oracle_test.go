@@ -5,10 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"os"
 	"slices"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -16,6 +14,8 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/stretchr/testify/require"
+
+	"github.com/rdsproxy/rdsproxy/internal/testdb"
 )
 
 // The oracle test runs every corpus statement on real PostgreSQL and checks
@@ -23,8 +23,6 @@ import (
 // backend after COMMIT: a statement the analyzer says pins must leave session
 // state, and one it calls stateless must leave none, except for the rows
 // listed below with the reason the rules dictate.
-
-const defaultTestDatabase = "postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable"
 
 type oracleMode uint8
 
@@ -138,11 +136,7 @@ var customSettings = []string{
 
 func oracleConfig(t *testing.T) *pgx.ConnConfig {
 	t.Helper()
-	dsn := os.Getenv("RDSPROXY_TEST_DATABASE")
-	if dsn == "" {
-		dsn = defaultTestDatabase
-	}
-	cfg, err := pgx.ParseConfig(dsn)
+	cfg, err := pgx.ParseConfig(testdb.Require(t))
 	require.NoError(t, err)
 	cfg.ConnectTimeout = 5 * time.Second
 	// Simple protocol: no protocol-level prepared statements to confuse the
@@ -153,21 +147,16 @@ func oracleConfig(t *testing.T) *pgx.ConnConfig {
 
 // oracleDatabase creates a scratch database with oracleSchema for this run
 // and returns a function that opens a connection to it (closed when the
-// calling test ends). Outside CI it skips when PostgreSQL is unreachable.
+// calling test ends). Outside CI it skips when PostgreSQL is unreachable
+// (testdb.Require).
 func oracleDatabase(ctx context.Context, t *testing.T) func(*testing.T) *pgx.Conn {
 	t.Helper()
 	if testing.Short() {
 		t.Skip("oracle test needs PostgreSQL")
 	}
 	base := oracleConfig(t)
-	addr := net.JoinHostPort(base.Host, strconv.Itoa(int(base.Port)))
 	admin, err := pgx.ConnectConfig(ctx, base)
-	if err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("PostgreSQL at %s (env RDSPROXY_TEST_DATABASE) unreachable: %v", addr, err)
-		}
-		t.Skipf("PostgreSQL at %s unreachable; set RDSPROXY_TEST_DATABASE to run the oracle test: %v", addr, err)
-	}
+	require.NoError(t, err)
 
 	// A scratch database per test and run keeps the corpus's unqualified
 	// names (and public.nextval, schema app) away from anything else on the

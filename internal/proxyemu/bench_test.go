@@ -5,6 +5,8 @@ import (
 	"testing"
 
 	"github.com/stretchr/testify/require"
+
+	"github.com/rdsproxy/rdsproxy/internal/testdb"
 )
 
 // benchJoin is a statement of realistic length that does not pin: the
@@ -20,7 +22,7 @@ GROUP BY o.id, o.created_at, c.name ORDER BY total DESC LIMIT 10`
 // statement (Parse/Bind/Execute), and a longer statement that is only
 // described (so the backend does little work and the relay's share shows).
 func BenchmarkRelay(b *testing.B) {
-	requireBackend(b)
+	testdb.Require(b)
 	p, _ := startProxy(b)
 	c, err := connect(b, p, "postgres", token(b, p.Addr(), region, "postgres", staticCreds))
 	require.NoError(b, err)

@@ -10,6 +10,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/rdsproxy/rdsproxy/internal/pinning"
+	"github.com/rdsproxy/rdsproxy/internal/testdb"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
@@ -54,7 +55,7 @@ func pinnedReason(p *Proxy, app string) pinning.Reason {
 // Each statement runs on a fresh session; the table says whether it pins and
 // for which first reason.
 func TestPinningStatements(t *testing.T) {
-	requireBackend(t)
+	testdb.Require(t)
 	p, _ := startProxy(t)
 	big := "SELECT '" + strings.Repeat("x", pinning.MaxStatementBytes) + "'"
 	exact := "SELECT '" + strings.Repeat("x", pinning.MaxStatementBytes-len("SELECT ''")) + "'"
@@ -112,7 +113,7 @@ func TestPinningStatements(t *testing.T) {
 // A session pinned inside a transaction stays pinned after COMMIT, keeps its
 // first reason, and leaves PinnedNow only when the client disconnects.
 func TestPinnedUntilClientCloses(t *testing.T) {
-	requireBackend(t)
+	testdb.Require(t)
 	p, _ := startProxy(t)
 	ctx := context.Background()
 	a := pgxConnect(t, p, "pin-a", pgx.QueryExecModeSimpleProtocol)
@@ -153,7 +154,7 @@ func TestPinnedUntilClientCloses(t *testing.T) {
 // The extended protocol pins when a pinning statement runs, not when it is
 // only parsed and described.
 func TestPinningAtExecute(t *testing.T) {
-	requireBackend(t)
+	testdb.Require(t)
 	p, _ := startProxy(t)
 	c, err := connect(t, p, "postgres", token(t, p.Addr(), region, "postgres", staticCreds))
 	require.NoError(t, err)
@@ -174,7 +175,7 @@ func TestPinningAtExecute(t *testing.T) {
 // it: executing the unnamed statement afterwards does not inherit the old
 // pinning verdict.
 func TestPinningUnnamedStatementReplaced(t *testing.T) {
-	requireBackend(t)
+	testdb.Require(t)
 	p, _ := startProxy(t)
 	c, err := connect(t, p, "postgres", token(t, p.Addr(), region, "postgres", staticCreds))
 	require.NoError(t, err)
@@ -198,7 +199,7 @@ func TestPinningUnnamedStatementReplaced(t *testing.T) {
 }
 
 func TestNamedPrepareDoesNotPin(t *testing.T) {
-	requireBackend(t)
+	testdb.Require(t)
 	p, _ := startProxy(t, func(c *Config) { c.NamedPrepareDoesNotPin = true })
 	c := pgxConnect(t, p, "named-off", pgx.QueryExecModeCacheStatement)
 	exec(t, c, "SELECT $1::int", 1)
@@ -214,7 +215,7 @@ func TestNamedPrepareDoesNotPin(t *testing.T) {
 // backend and does not pin; sessions closed by DropIdleClients or Stop leave
 // PinnedNow.
 func TestPinningWithFaults(t *testing.T) {
-	requireBackend(t)
+	testdb.Require(t)
 	p, _ := startProxy(t)
 	a := pgxConnect(t, p, "fault-a", pgx.QueryExecModeSimpleProtocol)
 	b := pgxConnect(t, p, "fault-b", pgx.QueryExecModeSimpleProtocol)

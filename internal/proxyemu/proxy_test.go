@@ -7,9 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net"
-	"os"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -20,13 +18,14 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgproto3"
 	"github.com/rdsproxy/rdsproxy/internal/iamauth"
+	"github.com/rdsproxy/rdsproxy/internal/testclock"
+	"github.com/rdsproxy/rdsproxy/internal/testdb"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"go.uber.org/goleak"
 )
 
 const (
-	pgAddr     = "127.0.0.1:5432" // local PostgreSQL, trust auth
 	region     = "us-east-1"
 	testAKID   = "AKIDEXAMPLE"
 	testSecret = "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY"
@@ -37,35 +36,10 @@ func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
 var staticCreds = credentials.NewStaticCredentialsProvider(testAKID, testSecret, "")
 
-type fakeClock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *fakeClock) Now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
-func (c *fakeClock) Advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.t = c.t.Add(d)
-}
-
-// requireBackend skips (or fails on CI) when no PostgreSQL listens locally.
-func requireBackend(t testing.TB) {
+func startProxy(t testing.TB, mods ...func(*Config)) (*Proxy, *testclock.Clock) {
 	t.Helper()
-	c, err := net.DialTimeout("tcp", pgAddr, 2*time.Second)
-	if err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("PostgreSQL not reachable at %s: %v", pgAddr, err)
-		}
-		t.Skipf("PostgreSQL not reachable at %s: %v", pgAddr, err)
-	}
-	_ = c.Close()
-}
-
-func startProxy(t testing.TB, mods ...func(*Config)) (*Proxy, *fakeClock) {
-	t.Helper()
-	clk := &fakeClock{t: time.Now()}
-	cfg := Config{Region: region, Credentials: staticCreds, Backend: pgAddr, Now: clk.Now}
+	clk := testclock.Start()
+	cfg := Config{Region: region, Credentials: staticCreds, Backend: testdb.Backend(t), Now: clk.Now}
 	for _, m := range mods {
 		m(&cfg)
 	}
@@ -128,7 +102,7 @@ func pgErr(t *testing.T, err error) *pgconn.PgError {
 }
 
 func TestValidTokenAccepted(t *testing.T) {
-	requireBackend(t)
+	testdb.Require(t)
 	p, _ := startProxy(t)
 	tok := token(t, p.Addr(), region, "postgres", staticCreds)
 
@@ -154,7 +128,7 @@ func TestValidTokenAccepted(t *testing.T) {
 }
 
 func TestValidTokenWithPgxAndStartupParams(t *testing.T) {
-	requireBackend(t)
+	testdb.Require(t)
 	p, _ := startProxy(t)
 	cfg, err := pgx.ParseConfig(fmt.Sprintf("host=127.0.0.1 port=%d user=postgres database=postgres sslmode=disable application_name=emu-test", p.Port()))
 	require.NoError(t, err)
@@ -187,7 +161,7 @@ func TestValidTokenWithPgxAndStartupParams(t *testing.T) {
 }
 
 func TestSessionTokenCredentials(t *testing.T) {
-	requireBackend(t)
+	testdb.Require(t)
 	sts := credentials.NewStaticCredentialsProvider(testAKID, testSecret, testSTS)
 	p, _ := startProxy(t, func(c *Config) { c.Credentials = sts })
 	c, err := connect(t, p, "postgres", token(t, p.Addr(), region, "postgres", sts))
@@ -300,7 +274,7 @@ func TestUntrustedClientRefusesEmulatorCert(t *testing.T) {
 }
 
 func TestRejectNextAuth(t *testing.T) {
-	requireBackend(t)
+	testdb.Require(t)
 	p, _ := startProxy(t)
 	tok := token(t, p.Addr(), region, "postgres", staticCreds)
 	p.RejectNextAuth(1)
@@ -316,7 +290,7 @@ func TestRejectNextAuth(t *testing.T) {
 }
 
 func TestBorrowTimeout(t *testing.T) {
-	requireBackend(t)
+	testdb.Require(t)
 	p, _ := startProxy(t)
 	tok := token(t, p.Addr(), region, "postgres", staticCreds)
 	ctx := context.Background()
@@ -356,7 +330,7 @@ func TestBorrowTimeout(t *testing.T) {
 }
 
 func TestIdleClientTimeout(t *testing.T) {
-	requireBackend(t)
+	testdb.Require(t)
 	p, _ := startProxy(t, func(c *Config) { c.IdleClientTimeout = 100 * time.Millisecond })
 	c, err := connect(t, p, "postgres", token(t, p.Addr(), region, "postgres", staticCreds))
 	require.NoError(t, err)
@@ -365,7 +339,7 @@ func TestIdleClientTimeout(t *testing.T) {
 }
 
 func TestDropIdleClients(t *testing.T) {
-	requireBackend(t)
+	testdb.Require(t)
 	p, _ := startProxy(t)
 	tok := token(t, p.Addr(), region, "postgres", staticCreds)
 	c1, err := connect(t, p, "postgres", tok)
@@ -422,9 +396,9 @@ func TestGSSEncAndCancelRequests(t *testing.T) {
 }
 
 func TestCloseLeavesNoGoroutines(t *testing.T) {
-	requireBackend(t)
-	clk := &fakeClock{t: time.Now()}
-	p, err := Start(Config{Region: region, Credentials: staticCreds, Backend: pgAddr, Now: clk.Now,
+	testdb.Require(t)
+	clk := testclock.Start()
+	p, err := Start(Config{Region: region, Credentials: staticCreds, Backend: testdb.Backend(t), Now: clk.Now,
 		IdleClientTimeout: time.Hour})
 	require.NoError(t, err)
 	tok := token(t, p.Addr(), region, "postgres", staticCreds)
@@ -475,7 +449,7 @@ func TestCAPEM(t *testing.T) {
 // The connector's flow: token from iamauth.Source, auth failure detected with
 // iamauth.IsAuthFailure, Invalidate, one retry.
 func TestWithIAMAuthSource(t *testing.T) {
-	requireBackend(t)
+	testdb.Require(t)
 	p, _ := startProxy(t)
 	src := iamauth.NewSource(iamauth.Options{Credentials: staticCreds})
 	key := iamauth.Key{Region: region, Host: p.Host(), Port: p.Port(), User: "postgres"}

@@ -11,6 +11,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/rdsproxy/rdsproxy/internal/pinning"
+	"github.com/rdsproxy/rdsproxy/internal/testdb"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
@@ -41,7 +42,7 @@ func simpleExec(c *pgconn.PgConn, sql string) error {
 }
 
 func TestReadOnlyEndpoint(t *testing.T) {
-	requireBackend(t)
+	testdb.Require(t)
 	table := scratchTable(t)
 	reader, _ := startProxy(t, func(c *Config) { c.ReadOnly = true })
 	writer, _ := startProxy(t)
@@ -76,7 +77,7 @@ func TestReadOnlyEndpoint(t *testing.T) {
 }
 
 func TestStopRestart(t *testing.T) {
-	requireBackend(t)
+	testdb.Require(t)
 	p, _ := startProxy(t, func(c *Config) { c.ReadOnly = true })
 	tok := token(t, p.Addr(), region, "postgres", staticCreds)
 	pool := p.CACertPool()

@@ -84,6 +84,32 @@ func Require(tb testing.TB) string {
 	return URL()
 }
 
+// Backend returns host:port of the test database (skipping or failing tb
+// when it is unreachable), the form proxies and the emulator relay to.
+func Backend(tb testing.TB) string {
+	tb.Helper()
+	return HostPort(tb, Require(tb))
+}
+
+// HostPort returns host:port of a database URL, with PostgreSQL's default
+// port when the URL names none.
+func HostPort(tb testing.TB, dsn string) string {
+	tb.Helper()
+	u, err := url.Parse(dsn)
+	if err != nil {
+		tb.Fatalf("database URL %s: %v", redact(dsn), err)
+	}
+	port := u.Port()
+	if port == "" {
+		port = defaultPort
+	}
+	return net.JoinHostPort(u.Hostname(), port)
+}
+
+// defaultPort is PostgreSQL's port, which libpq and pgx assume when a URL
+// names none.
+const defaultPort = "5432"
+
 // WithParams returns dsn (a URL) with extra query parameters.
 func WithParams(dsn string, kv ...string) string {
 	u, err := url.Parse(dsn)
