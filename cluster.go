@@ -202,23 +202,27 @@ func takeReadSettings(cfg *Config) (readSettings, error) {
 }
 
 // parseReadHost reads read_host: a host name or address, optionally with
-// :port (IPv6 addresses bracketed when a port follows).
+// :port (an IPv6 address bracketed when a port follows).
 func parseReadHost(v string) (string, uint16, error) {
 	bad := &ConfigError{Key: keyReadHost, Value: v,
 		Accepted: "the read-only endpoint's host name or address, optionally with :port (IPv6 as [addr]:port), one endpoint only"}
-	if v == "" || strings.ContainsAny(v, ",/ ") {
+	host, portText := v, ""
+	if h, p, err := net.SplitHostPort(v); err == nil {
+		host, portText = h, p
+	} else if len(v) > 2 && v[0] == '[' && v[len(v)-1] == ']' {
+		host = v[1 : len(v)-1]
+	}
+	if host == "" || strings.ContainsAny(host, "[], /@?#%\t\n") || strings.Contains(host, ":") && net.ParseIP(host) == nil {
 		return "", 0, bad
 	}
-	host, portText, err := net.SplitHostPort(v)
-	if err != nil {
-		// No port, or an IPv6 address without brackets.
-		if strings.HasPrefix(v, "[") || strings.Count(v, ":") == 1 {
+	if portText == "" {
+		if strings.HasSuffix(v, ":") {
 			return "", 0, bad
 		}
-		return strings.Trim(v, "[]"), 0, nil
+		return host, 0, nil
 	}
 	port, err := strconv.ParseUint(portText, 10, 16)
-	if err != nil || port == 0 || host == "" {
+	if err != nil || port == 0 {
 		return "", 0, bad
 	}
 	return host, uint16(port), nil

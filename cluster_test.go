@@ -239,13 +239,14 @@ func TestClusterKeys(t *testing.T) {
 		require.ErrorContains(t, err, "OpenCluster", key)
 	}
 	for _, bad := range []string{"read_host=", "read_host=a:0", "read_host=a:99999", "read_host=a:b", "read_host=a,b",
-		"read_host=" + url.QueryEscape("[::1"), "read_fallback=reader", "read_fallback=on"} {
+		"read_host=" + url.QueryEscape("[::1"), "read_host=a:b:c", "read_host=a:", "read_host=:5432", "read_host=" + url.QueryEscape("a@b"),
+		"read_host=" + url.QueryEscape("[]"), "read_fallback=reader", "read_fallback=on"} {
 		_, err := rdsproxy.OpenCluster(base + "&" + bad)
 		require.ErrorIs(t, err, rdsproxy.ErrConfig, bad)
 		require.ErrorContains(t, err, strings.SplitN(bad, "=", 2)[0], bad)
 	}
 	for _, good := range []string{"read_host=reader.example", "read_host=reader.example:6432", "read_host=" + url.QueryEscape("[::1]:5433"),
-		"read_host=::1", "read_host=reader.example&read_fallback=writer", "read_host=reader.example&read_fallback=off"} {
+		"read_host=::1", "read_host=" + url.QueryEscape("[::1]"), "read_host=10.0.0.7:5433", "read_host=reader.example&read_fallback=writer", "read_host=reader.example&read_fallback=off"} {
 		cl, err := rdsproxy.OpenCluster(base + "&" + good)
 		require.NoError(t, err, good)
 		require.NotSame(t, cl.Writer(), cl.Reader())
