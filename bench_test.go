@@ -95,6 +95,13 @@ func BenchmarkQueryPaired(b *testing.B) {
 		b.Fatal(err)
 	}
 	defer rds.Close()
+	runPairedQueries(b, raw, rds)
+}
+
+// runPairedQueries runs one query through each of raw and rds per
+// iteration, back to back in alternating order, and reports each side's
+// median latency and the median of the per-iteration ratios.
+func runPairedQueries(b *testing.B, raw, rds *sql.DB) {
 	var n int
 	query := func(db *sql.DB) time.Duration {
 		t0 := time.Now()

@@ -135,7 +135,7 @@ func (k *checkouts) waitReleased(d time.Duration) {
 
 // TraceRelease is pgxpool's ReleaseTracer: a connection is back in the pool.
 func (t *tracer) TraceRelease(_ *pgxpool.Pool, data pgxpool.TraceReleaseData) {
-	t.c.out.release(data.Conn)
+	t.out.release(data.Conn)
 }
 
 var _ pgxpool.ReleaseTracer = (*tracer)(nil)

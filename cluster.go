@@ -53,9 +53,12 @@ const metricReadFallbacks = "rdsproxy.pool.reader.fallbacks"
 // [OpenCluster].
 //
 // The two pools share one IAM token source, one pinning check (each
-// pinning statement is reported once, whichever pool ran it) and the
-// telemetry providers; their metrics carry distinct
-// db.client.connection.pool.name values.
+// pinning statement is reported once, whichever pool ran it, and its
+// executions are counted under the writer pool's name) and the telemetry
+// providers; their other metrics carry distinct
+// db.client.connection.pool.name values: each endpoint's default name, or,
+// when the two would be equal (WithPoolName, or one endpoint given twice),
+// the writer's followed by -reader for the reader.
 //
 // A Cluster does not route statements: the application picks Writer or
 // Reader for each. It gives no read-your-writes: a row committed through
@@ -90,19 +93,12 @@ func OpenCluster(dsn string, opts ...Option) (*Cluster, error) {
 	if err != nil {
 		return nil, err
 	}
-	rs, err := takeReadSettings(cfg)
-	if err != nil {
+	if err := cfg.apply(opts); err != nil {
 		return nil, err
 	}
-	for _, opt := range opts {
-		if err := opt(cfg); err != nil {
-			return nil, err
-		}
-	}
-	if err := cfg.validate(); err != nil {
-		return nil, err
-	}
-	if rs.host == "" {
+	readHost, fallback := cfg.ReadHost, cfg.ReadFallback == ReadFallbackWriter
+	cfg.ReadHost, cfg.ReadFallback = "", ReadFallbackOff // the writer's own Config names one endpoint
+	if readHost == "" {
 		// read_fallback alone changes nothing: reads are on the writer.
 		db, err := openDB(cfg)
 		if err != nil {
@@ -110,8 +106,12 @@ func OpenCluster(dsn string, opts ...Option) (*Cluster, error) {
 		}
 		return &Cluster{writer: db, reader: db}, nil
 	}
+	host, port, err := parseReadHost(readHost) // valid: checked by apply
+	if err != nil {
+		return nil, err
+	}
 	shareTokenSource(cfg)
-	rcfg, err := readerConfig(cfg, rs)
+	rcfg, err := readerConfig(cfg, host, port)
 	if err != nil {
 		return nil, err
 	}
@@ -119,12 +119,13 @@ func OpenCluster(dsn string, opts ...Option) (*Cluster, error) {
 	if err != nil {
 		return nil, err
 	}
+	rcfg.sharedPins = w.pins // one pinning check: each statement reported once, whichever pool ran it
 	r, err := newConnector(rcfg, nil, true)
 	if err != nil {
 		w.Close()
 		return nil, err
 	}
-	rc := newReaderConnector(r, w, rs.fallback)
+	rc := newReaderConnector(r, w, fallback)
 	wdb := dbOver(w, w)
 	rdb := dbOver(rc, r)
 	return &Cluster{writer: wdb, reader: rdb, rc: rc}, nil
@@ -162,50 +163,22 @@ const (
 	ReadFallbackWriter ReadFallbackMode = "writer"
 )
 
-// DSN keys read only by OpenCluster.
-const (
-	keyReadHost     = "read_host"
-	keyReadFallback = "read_fallback"
-)
-
-// readSettings are OpenCluster's keys, parsed.
-type readSettings struct {
-	host     string
-	port     uint16 // 0: the writer's
-	fallback bool
-}
-
-// takeReadSettings removes OpenCluster's keys from cfg's startup parameters
-// (they must never reach the server) and parses them.
-func takeReadSettings(cfg *Config) (readSettings, error) {
-	var rs readSettings
-	params := cfg.ConnConfig.RuntimeParams
-	if v, ok := params[keyReadHost]; ok {
-		delete(params, keyReadHost)
-		host, port, err := parseReadHost(v)
-		if err != nil {
-			return rs, err
-		}
-		rs.host, rs.port = host, port
+// checkOneEndpoint refuses OpenCluster's settings in a constructor that
+// opens one endpoint, so that a reader endpoint is never silently ignored.
+func (c *Config) checkOneEndpoint() error {
+	if c.ReadHost != "" {
+		return clusterOnlyKey(keyReadHost, c.ReadHost)
 	}
-	if v, ok := params[keyReadFallback]; ok {
-		delete(params, keyReadFallback)
-		switch ReadFallbackMode(v) {
-		case ReadFallbackOff:
-		case ReadFallbackWriter:
-			rs.fallback = true
-		default:
-			return rs, &ConfigError{Key: keyReadFallback, Value: v, Accepted: "off or writer"}
-		}
+	if c.ReadFallback != ReadFallbackOff {
+		return clusterOnlyKey(keyReadFallback, string(c.ReadFallback))
 	}
-	return rs, nil
+	return nil
 }
 
 // parseReadHost reads read_host: a host name or address, optionally with
 // :port (an IPv6 address bracketed when a port follows).
 func parseReadHost(v string) (string, uint16, error) {
-	bad := &ConfigError{Key: keyReadHost, Value: v,
-		Accepted: "the read-only endpoint's host name or address, optionally with :port (IPv6 as [addr]:port), one endpoint only"}
+	bad := &ConfigError{Key: keyReadHost, Value: v, Accepted: acceptedReadHost}
 	host, portText := v, ""
 	if h, p, err := net.SplitHostPort(v); err == nil {
 		host, portText = h, p
@@ -230,27 +203,27 @@ func parseReadHost(v string) (string, uint16, error) {
 
 // readerConfig is cfg for the reader endpoint: its host and port (and TLS
 // server name), and a pool name of its own.
-func readerConfig(cfg *Config, rs readSettings) (*Config, error) {
+func readerConfig(cfg *Config, host string, port uint16) (*Config, error) {
 	for _, fb := range cfg.ConnConfig.Fallbacks {
 		// sslmode=prefer or allow adds the same host without TLS; a list of
 		// hosts leaves no single writer endpoint to mirror.
 		if fb.Host != cfg.ConnConfig.Host || fb.Port != cfg.ConnConfig.Port {
-			return nil, &ConfigError{Key: keyReadHost, Value: rs.host,
+			return nil, &ConfigError{Key: keyReadHost, Value: host,
 				Accepted: "a read_host with a single writer host: the DSN lists several hosts"}
 		}
 	}
 	r := *cfg
 	cc := cfg.ConnConfig.Copy()
-	toReader := func(host *string, port *uint16, tc **tls.Config) {
-		*host = rs.host
-		if rs.port != 0 {
-			*port = rs.port
+	toReader := func(h *string, p *uint16, tc **tls.Config) {
+		*h = host
+		if port != 0 {
+			*p = port
 		}
 		if *tc != nil && (*tc).ServerName != "" {
 			// verify-full checks the server's name; the reader's
 			// certificate names the reader endpoint.
 			c := (*tc).Clone()
-			c.ServerName = rs.host
+			c.ServerName = host
 			*tc = c
 		}
 	}

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net/url"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -238,7 +239,7 @@ func TestClusterKeys(t *testing.T) {
 		_, err = sql.Open("rdsproxy", base+"&"+key)
 		require.ErrorContains(t, err, "OpenCluster", key)
 	}
-	for _, bad := range []string{"read_host=", "read_host=a:0", "read_host=a:99999", "read_host=a:b", "read_host=a,b",
+	for _, bad := range []string{"read_host=a:0", "read_host=a:99999", "read_host=a:b", "read_host=a,b",
 		"read_host=" + url.QueryEscape("[::1"), "read_host=a:b:c", "read_host=a:", "read_host=:5432", "read_host=" + url.QueryEscape("a@b"),
 		"read_host=" + url.QueryEscape("[]"), "read_fallback=reader", "read_fallback=on"} {
 		_, err := rdsproxy.OpenCluster(base + "&" + bad)
@@ -252,9 +253,46 @@ func TestClusterKeys(t *testing.T) {
 		require.NotSame(t, cl.Writer(), cl.Reader())
 		require.NoError(t, cl.Close())
 	}
-	cl, err := rdsproxy.OpenCluster(base + "&read_fallback=writer")
+	for _, none := range []string{"read_fallback=writer", "read_host=", "read_host=&read_fallback=writer"} {
+		cl, err := rdsproxy.OpenCluster(base + "&" + none)
+		require.NoError(t, err, none)
+		require.Same(t, cl.Writer(), cl.Reader(), "%s: no reader endpoint, Reader is the writer pool", none)
+		require.NoError(t, cl.Close())
+	}
+	_, err := rdsproxy.NewPgxpoolConfig(base + "&read_host=reader.example")
+	require.ErrorContains(t, err, "OpenCluster")
+	cfg, err := rdsproxy.ParseConfig(base + "&read_host=reader.example:6432&read_fallback=writer")
 	require.NoError(t, err)
-	require.Same(t, cl.Writer(), cl.Reader())
-	require.NoError(t, cl.Close())
+	require.Equal(t, "reader.example:6432", cfg.ReadHost)
+	require.Equal(t, rdsproxy.ReadFallbackWriter, cfg.ReadFallback)
+	require.NotContains(t, cfg.ConnConfig.RuntimeParams, "read_host", "never sent to the server")
+	_, err = rdsproxy.NewConnectorConfig(cfg)
+	require.ErrorContains(t, err, "OpenCluster")
+	cl, err := rdsproxy.OpenCluster(base+"&read_host=reader.example", rdsproxy.WithMaxConns(7))
+	require.NoError(t, err)
 	require.NoError(t, cl.Close(), "Close twice")
+}
+
+// TestClusterSharesPinningCheck: the two pools share one pinning check, so a
+// pinning statement run on both is reported once.
+func TestClusterSharesPinningCheck(t *testing.T) {
+	u, err := url.Parse(testdb.Require(t))
+	require.NoError(t, err)
+	q := u.Query()
+	q.Set("read_host", testdb.HostPort(t, u.String())) // the same server: the check is client side
+	q.Set("application_name", testdb.Prefix()+"_cluster")
+	u.RawQuery = q.Encode()
+	var mu sync.Mutex
+	var events []rdsproxy.PinEvent
+	cl, err := rdsproxy.OpenCluster(u.String(), rdsproxy.WithLogger(slog.New(slog.DiscardHandler)),
+		rdsproxy.WithPinHandler(func(e rdsproxy.PinEvent) { mu.Lock(); events = append(events, e); mu.Unlock() }))
+	require.NoError(t, err)
+	for _, db := range []*sql.DB{cl.Writer(), cl.Reader(), cl.Writer()} {
+		_, err := db.Exec("SET statement_timeout = 5000")
+		require.NoError(t, err)
+	}
+	require.NoError(t, cl.Close()) // delivers pending reports
+	mu.Lock()
+	defer mu.Unlock()
+	require.Len(t, events, 1, "one report for one statement, whichever pool ran it: %+v", events)
 }

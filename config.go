@@ -3,9 +3,7 @@
 package rdsproxy
 
 import (
-	"fmt"
 	"log/slog"
-	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -13,8 +11,6 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"go.opentelemetry.io/otel/metric"
 	"go.opentelemetry.io/otel/trace"
-
-	"github.com/rdsproxy/rdsproxy/internal/iamauth"
 )
 
 // PinCheckMode says what the driver does with statements that would pin an RDS
@@ -33,6 +29,8 @@ const (
 // Config is a parsed rdsproxy connection string plus options. Create it with
 // [ParseConfig]; a zero Config is not usable. Every field documents its
 // default; the defaults and their reasons are the named constants in pool.go.
+// A field set directly (then passed to [NewConnectorConfig]) is accepted or
+// refused exactly like the same value given by its DSN key or option.
 //
 // A Config, by value or by pointer, prints as its String with fmt (every
 // verb), log/slog and encoding/json: never the password or the credentials
@@ -106,15 +104,25 @@ type Config struct {
 	// was parsed; it selects the Lambda defaults.
 	InLambda bool
 
-	maxConnsSet    bool // MaxConns came from the DSN or an option, not a default
-	idleTimeSet    bool
-	lifetimeSet    bool
-	jitterSet      bool
-	healthCheckSet bool
-	execModeSet    bool
-	iamOpts        hidden[*iamOptions] // nil until an IAM option is given; see editIAM
-	password       hidden[string]      // the connection string's password, set at each dial (installAuth)
-	parsedPool     *pgxpool.Config     // from ParseConfig, so a connector need not parse a DSN again
+	// ReadHost is the proxy's read-only endpoint, host or host:port, for
+	// the reader pool of [OpenCluster]. DSN key read_host. Default: none
+	// (Cluster.Reader is the writer pool). Open, NewConnector and
+	// NewPgxpoolConfig refuse it.
+	ReadHost string
+
+	// ReadFallback is what reads on Cluster.Reader do when the read-only
+	// endpoint takes no connection. DSN key read_fallback. Default:
+	// [ReadFallbackOff]. Open, NewConnector and NewPgxpoolConfig refuse
+	// [ReadFallbackWriter].
+	ReadFallback ReadFallbackMode
+
+	// sharedPins is the pinning check of another pool of the same Cluster,
+	// used instead of a new one (OpenCluster sets it on the reader's Config).
+	sharedPins *pinChecker
+
+	iamOpts    hidden[*iamOptions] // nil until an IAM option is given; see editIAM
+	password   hidden[string]      // the connection string's password, set at each dial (installAuth)
+	parsedPool *pgxpool.Config     // made by pgxpool.ParseConfig in ParseConfig, which is the only way to make one: buildPool copies it
 
 	// MeterProvider receives the driver's metrics (see the package
 	// documentation, Telemetry). Set it with [WithMeterProvider]. Default:
@@ -150,31 +158,14 @@ type Config struct {
 // validate checks the whole config after the DSN and every option were applied.
 // Each error names the key and the accepted values.
 func (c *Config) validate() error {
-	if c.ConnConfig == nil {
+	if c.ConnConfig == nil || c.parsedPool == nil {
 		return &ConfigError{Key: "Config", Value: "zero value", Accepted: "a Config returned by ParseConfig"}
 	}
-	if c.MaxConns < 1 || c.MaxConns > maxMaxConns {
-		return &ConfigError{Key: keyPoolMaxConns, Value: fmt.Sprint(c.MaxConns), Accepted: acceptedMaxConns}
-	}
-	if err := checkLifetime(keyPoolMaxConnLifetime, c.MaxConnLifetime); err != nil {
-		return err
-	}
-	if err := checkJitter(keyPoolMaxConnLifetimeJitter, c.MaxConnLifetime, c.MaxConnLifetimeJitter); err != nil {
-		return err
-	}
-	if err := checkIdleTime(keyPoolMaxConnIdleTime, c.MaxConnIdleTime); err != nil {
-		return err
-	}
-	if err := checkHealthCheckPeriod(keyPoolHealthCheckPeriod, c.HealthCheckPeriod); err != nil {
+	if err := c.checkSettings(); err != nil {
 		return err
 	}
 	if err := checkSearchPath(c.ConnConfig.RuntimeParams); err != nil {
 		return err
-	}
-	switch c.PinCheck {
-	case PinCheckWarn, PinCheckOff:
-	default:
-		return &ConfigError{Key: keyPinCheck, Value: string(c.PinCheck), Accepted: acceptedPinCheck}
 	}
 	// A token from WithTokenFunc is as much a bearer credential as one
 	// signed for iam=true, whatever the DSN says about IAM.
@@ -202,110 +193,4 @@ func serverVerified(cc *pgconn.Config) bool {
 		}
 	}
 	return true
-}
-
-// Bounds of the duration settings. The DSN keys (setKey), the options and
-// validate (which also sees a Config edited by hand) all check them through
-// the check functions below, so each bound lives only here.
-const (
-	// minMaxConnLifetime: every retirement opens a new connection (TCP, TLS,
-	// the proxy's token check); a shorter lifetime turns a busy pool into
-	// about a connection per checkout.
-	minMaxConnLifetime = time.Minute
-	// maxMaxConnLifetime (exclusive, for the lifetime plus its jitter): RDS
-	// Proxy closes every client connection at 24h, possibly mid-statement.
-	maxMaxConnLifetime = proxyClientMaxLife
-
-	// minMaxConnIdleTime: a shorter idle limit retires connections between the
-	// statements of one request, reconnecting for nothing.
-	minMaxConnIdleTime = time.Second
-	// maxMaxConnIdleTime: no connection lives longer than the lifetime, which
-	// is below 24h, so a longer idle limit can only be a typo.
-	maxMaxConnIdleTime = proxyClientMaxLife
-
-	// minHealthCheckPeriod: the check only compares clocks with the lifetime
-	// and idle limits, at least a second each; running it more often only
-	// wakes the process (a period of a nanosecond keeps a core busy).
-	minHealthCheckPeriod = time.Second
-	// maxHealthCheckPeriod: the check is what closes connections parked past
-	// their idle limit; a longer period leaves them open at the proxy for no
-	// gain.
-	maxHealthCheckPeriod = proxyClientMaxLife
-
-	// minTokenMargin (for TokenSourceOptions.Margin; 0 means the default):
-	// a cached token handed out with less life left can expire during the
-	// dial (DNS, TCP, TLS, a connect timeout while Aurora resumes) or under
-	// clock skew, and be refused by the proxy.
-	minTokenMargin = 30 * time.Second
-	// maxTokenMargin: a token lives 15 minutes; a margin of all of it turns
-	// reuse off (a signing per dial), anything longer can only be a typo.
-	maxTokenMargin = iamauth.TokenLifetime
-)
-
-// Accepted values of the duration settings, in words, from the bounds above.
-var (
-	acceptedLifetime = fmt.Sprintf("a Go duration from %s, below %s (RDS Proxy's fixed client connection life) "+
-		"together with its jitter", fmtDuration(minMaxConnLifetime), fmtDuration(maxMaxConnLifetime))
-	acceptedJitter = fmt.Sprintf("a Go duration from 0s, with the lifetime below %s (RDS Proxy's fixed client "+
-		"connection life)", fmtDuration(maxMaxConnLifetime))
-	acceptedIdleTime = fmt.Sprintf("a Go duration from %s to %s", fmtDuration(minMaxConnIdleTime),
-		fmtDuration(maxMaxConnIdleTime))
-	acceptedHealthCheckPeriod = fmt.Sprintf("a Go duration from %s to %s", fmtDuration(minHealthCheckPeriod),
-		fmtDuration(maxHealthCheckPeriod))
-	acceptedTokenMargin = fmt.Sprintf("0 (the default, %s) or a duration from %s to %s (the token's whole life: no reuse)",
-		fmtDuration(iamauth.DefaultMargin), fmtDuration(minTokenMargin), fmtDuration(maxTokenMargin))
-)
-
-// fmtDuration writes d as a user would type it: 1m, 24h, 1s (not 1m0s).
-func fmtDuration(d time.Duration) string {
-	s := d.String()
-	if strings.HasSuffix(s, "m0s") {
-		s = strings.TrimSuffix(s, "0s")
-	}
-	if strings.HasSuffix(s, "h0m") {
-		s = strings.TrimSuffix(s, "0m")
-	}
-	return s
-}
-
-// checkLifetime checks a connection lifetime; key names the DSN key or option
-// in the error.
-func checkLifetime(key string, d time.Duration) error {
-	if d < minMaxConnLifetime || d >= maxMaxConnLifetime {
-		return &ConfigError{Key: key, Value: d.String(), Accepted: acceptedLifetime}
-	}
-	return nil
-}
-
-// checkJitter checks a lifetime's jitter against the lifetime.
-func checkJitter(key string, lifetime, jitter time.Duration) error {
-	// Compared by subtraction: lifetime+jitter can overflow to a negative value.
-	if jitter < 0 || jitter >= maxMaxConnLifetime-lifetime {
-		return &ConfigError{Key: key, Value: jitter.String(), Accepted: acceptedJitter}
-	}
-	return nil
-}
-
-// checkIdleTime checks an idle limit.
-func checkIdleTime(key string, d time.Duration) error {
-	if d < minMaxConnIdleTime || d > maxMaxConnIdleTime {
-		return &ConfigError{Key: key, Value: d.String(), Accepted: acceptedIdleTime}
-	}
-	return nil
-}
-
-// checkHealthCheckPeriod checks the health check period.
-func checkHealthCheckPeriod(key string, d time.Duration) error {
-	if d < minHealthCheckPeriod || d > maxHealthCheckPeriod {
-		return &ConfigError{Key: key, Value: d.String(), Accepted: acceptedHealthCheckPeriod}
-	}
-	return nil
-}
-
-// checkTokenMargin checks a TokenSource's margin (0 selects the default).
-func checkTokenMargin(key string, d time.Duration) error {
-	if d != 0 && (d < minTokenMargin || d > maxTokenMargin) {
-		return &ConfigError{Key: key, Value: d.String(), Accepted: acceptedTokenMargin}
-	}
-	return nil
 }

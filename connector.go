@@ -52,7 +52,7 @@ type Connector struct {
 
 	// out tracks connections handed to database/sql until pgxpool gets them
 	// back, so Close can close leaked ones (checkouts.go).
-	out checkouts
+	out *checkouts
 	// closeGrace replaces closeGracePeriod when non-zero (tests).
 	closeGrace time.Duration
 	// poolClosed is closed once Close has closed the pool, which happens in
@@ -69,13 +69,14 @@ var (
 // NewConnector parses dsn, applies opts and returns a connector, without
 // dialing: nothing touches the network or AWS until the first checkout.
 //
-// Use it with sql.OpenDB. When the cap was not set explicitly, a connector
-// used this way (or through plain sql.Open) caps at no fewer than 3
-// connections: database/sql keeps up to 2 idle connections the driver cannot
-// reclaim, and with a lower cap a caller stranded behind them is served only
-// by a connection opened past the cap. A wait at the cap is bounded (see
-// [ErrPoolWaitTimeout]). [Open] sets database/sql's own limits and uses the
-// configured cap as is.
+// Use it with sql.OpenDB. The connector caps at the configured MaxConns,
+// default or not. database/sql keeps up to 2 idle connections the driver
+// cannot reclaim, so under sql.OpenDB (or plain sql.Open) without
+// db.SetMaxOpenConns a caller stranded behind them at the cap is served by
+// a connection opened past the cap (at most 2, each retired at its first
+// reuse, the first one logged), and a wait at the cap is bounded (see
+// [ErrPoolWaitTimeout]). [Open] sets database/sql's own limits, which queue
+// callers at the cap instead.
 func NewConnector(dsn string, opts ...Option) (*Connector, error) {
 	cfg, err := ParseConfig(dsn)
 	if err != nil {
@@ -85,7 +86,8 @@ func NewConnector(dsn string, opts ...Option) (*Connector, error) {
 }
 
 // NewConnectorConfig is NewConnector for a Config from [ParseConfig], which it
-// does not modify.
+// does not modify. Fields the caller set on the Config are validated like
+// the same values given in the DSN or as options; an error names the DSN key.
 func NewConnectorConfig(cfg *Config, opts ...Option) (*Connector, error) {
 	if cfg == nil || cfg.ConnConfig == nil {
 		return nil, &ConfigError{Key: "Config", Value: "nil", Accepted: "a Config returned by ParseConfig"}
@@ -95,52 +97,23 @@ func NewConnectorConfig(cfg *Config, opts ...Option) (*Connector, error) {
 	return newConnector(&c, opts, false)
 }
 
+// newConnector builds the connector of a Config that opts are yet to be
+// applied to. knobsSetByOpen says Open sets database/sql's limits, so that
+// database/sql queues callers at the cap and no overflow is needed.
 func newConnector(cfg *Config, opts []Option, knobsSetByOpen bool) (*Connector, error) {
-	for _, opt := range opts {
-		if err := opt(cfg); err != nil {
-			return nil, err
-		}
-	}
-	if err := cfg.validate(); err != nil {
+	if err := cfg.apply(opts); err != nil {
 		return nil, err
 	}
-	for _, key := range []string{keyReadHost, keyReadFallback} {
-		if v, ok := cfg.ConnConfig.RuntimeParams[key]; ok {
-			return nil, clusterOnlyKey(key, v)
-		}
+	if err := cfg.checkOneEndpoint(); err != nil {
+		return nil, err
 	}
-	if !knobsSetByOpen && !cfg.maxConnsSet && cfg.MaxConns < minConnsUnderDatabaseSQLDefaults {
-		cfg.MaxConns = minConnsUnderDatabaseSQLDefaults
+	parts, err := buildPool(cfg, true)
+	if err != nil {
+		return nil, err
 	}
-	c := &Connector{cfg: cfg, tel: newTelemetry(cfg)}
-	c.policy = &poolPolicy{
-		lifetime: cfg.MaxConnLifetime,
-		jitter:   cfg.MaxConnLifetimeJitter,
-		idle:     cfg.MaxConnIdleTime,
-		onRetire: c.tel.onRetire,
-	}
+	c := &Connector{cfg: cfg, policy: parts.policy, tel: parts.tel, pins: parts.pins, iam: parts.iam, out: parts.out}
 	c.policy.contended = c.contended
-
-	// pgxpool only accepts a Config made by its ParseConfig; reuse the one
-	// ParseConfig already made rather than parse (and read the environment)
-	// again. Its ConnConfig is replaced by ours, which options may have changed.
-	var pc *pgxpool.Config
-	if cfg.parsedPool != nil {
-		pc = cfg.parsedPool.Copy()
-	} else {
-		var err error
-		if pc, err = pgxpool.ParseConfig(""); err != nil {
-			return nil, err
-		}
-	}
-	pc.ConnConfig = cfg.ConnConfig.Copy()
-	pc.ConnConfig.Tracer = newTracer(c, cfg.Tracer)
-	c.policy.configurePool(pc, cfg.MaxConns, cfg.HealthCheckPeriod)
-	if err := c.configureAuth(pc); err != nil {
-		return nil, err
-	}
-	c.tel.wrapConnect(pc) // the connect span and create_time, around the token hook
-	pool, err := pgxpool.NewWithConfig(context.Background(), pc)
+	pool, err := pgxpool.NewWithConfig(context.Background(), parts.pc)
 	if err != nil {
 		return nil, err
 	}
@@ -148,7 +121,7 @@ func newConnector(cfg *Config, opts []Option, knobsSetByOpen bool) (*Connector, 
 	c.tel.observePool(pool)
 	c.std = c.out.track(stdlib.GetPoolConnector(pool, c.policy.stdlibOptions()...))
 	if !knobsSetByOpen {
-		c.overflow = c.overflowConnector(pc)
+		c.overflow = c.overflowConnector(parts.pc)
 		c.maxWait = maxWaitAtCap
 	}
 	return c, nil

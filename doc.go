@@ -23,7 +23,8 @@ agree with the driver's pool. Nothing is dialed until the first query.
 	defer db.Close()
 
 The connection string is anything pgx accepts plus rdsproxy's keys (iam,
-aws_region, pin_check and five of pgxpool's pool_* keys), validated up front
+aws_region, pin_check, five of pgxpool's pool_* keys, and read_host and
+read_fallback for [OpenCluster]), validated up front
 and never sent to the server: a bad value is a [ConfigError] naming the key
 and the accepted values, never the password. An [Option] such as
 [WithMaxConns] wins over the DSN.

@@ -308,8 +308,8 @@ func TestLambdaDefaults(t *testing.T) {
 	c, err := rdsproxy.NewConnector(dsn)
 	require.NoError(t, err)
 	defer c.Close()
-	require.EqualValues(t, 3, c.Config().MaxConns,
-		"under database/sql's own defaults the cap may not go below 3 (2 idle conns held by database/sql + 1)")
+	require.EqualValues(t, rdsproxy.DefaultLambdaMaxConns, c.Config().MaxConns,
+		"the connector caps at the configured cap, default or not; overflow serves a caller stranded at it")
 	require.Equal(t, rdsproxy.DefaultLambdaMaxConnIdleTime, c.Config().MaxConnIdleTime)
 
 	c2, err := rdsproxy.NewConnector(testdb.WithParams(dsn, "pool_max_conns", "1"))

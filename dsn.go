@@ -15,44 +15,15 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"time"
 
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
-
-	"github.com/rdsproxy/rdsproxy/internal/iamauth"
 )
-
-// DSN keys of rdsproxy's own. The pool_* keys have the names and meanings of
-// pgxpool's keys of the same name, so a pgxpool connection string carries over.
-const (
-	keyIAM                       = "iam"
-	keyAWSRegion                 = "aws_region"
-	keyPinCheck                  = "pin_check"
-	keyPoolMaxConns              = "pool_max_conns"
-	keyPoolMaxConnLifetime       = "pool_max_conn_lifetime"
-	keyPoolMaxConnLifetimeJitter = "pool_max_conn_lifetime_jitter"
-	keyPoolMaxConnIdleTime       = "pool_max_conn_idle_time"
-	keyPoolHealthCheckPeriod     = "pool_health_check_period"
-	keyDefaultQueryExecMode      = "default_query_exec_mode" // pgx's own key; we only need to know if it was set
-)
-
-// ownKeys lists every key rdsproxy reads, in documentation order.
-var ownKeys = []string{keyIAM, keyAWSRegion, keyPinCheck, keyPoolMaxConns, keyPoolMaxConnLifetime,
-	keyPoolMaxConnLifetimeJitter, keyPoolMaxConnIdleTime, keyPoolHealthCheckPeriod}
 
 // reservedPrefixes are name spaces rdsproxy owns: an unknown key under one of
 // them is almost certainly a typo of ours, so it is an error rather than a
 // startup parameter silently sent to the server (which RDS Proxy would refuse).
 var reservedPrefixes = []string{"iam", "aws_", "pin_", "pool_", "rdsproxy"}
-
-const (
-	acceptedBool     = "true or false"
-	acceptedRegion   = "an AWS region name such as us-east-1"
-	acceptedPinCheck = "off or warn"
-	acceptedMaxConns = "a whole number from 1 to 10000"
-	maxMaxConns      = 10000
-)
 
 // defaultSSLMode is used when neither the DSN nor PGSSLMODE names an sslmode.
 // pgx's own default is prefer, which silently falls back to plaintext; RDS Proxy
@@ -61,7 +32,7 @@ const (
 const defaultSSLMode = "verify-full"
 
 // ParseConfig parses a connection string: anything pgx accepts (URL or
-// keyword/value) plus rdsproxy's keys, documented in the package overview.
+// keyword/value) plus rdsproxy's keys, listed in the README's key table.
 // Keys are validated up front; an error names the key and the accepted values
 // and never contains the password: not even 4 consecutive characters of any
 // text that may be one (pgx's own parse errors quote pieces of the string, so
@@ -118,12 +89,17 @@ func parseConfig(dsn string) (*Config, error) {
 		}
 	}
 
-	cfg := &Config{PinCheck: PinCheckWarn, InLambda: os.Getenv("AWS_LAMBDA_FUNCTION_NAME") != ""}
-	applyPoolDefaults(cfg)
+	cfg := &Config{InLambda: os.Getenv("AWS_LAMBDA_FUNCTION_NAME") != ""}
+	cfg.applyDefaults()
 	if err := cfg.applyOwnKeys(given); err != nil {
 		return nil, err
 	}
-	_, cfg.execModeSet = given[keyDefaultQueryExecMode]
+	// Checked before pgxpool reads the pool_* keys, so that a bad value is
+	// reported with rdsproxy's accepted values rather than pgxpool's.
+	if err := cfg.checkSettings(); err != nil {
+		return nil, err
+	}
+	_, execModeSet := given[keyDefaultQueryExecMode]
 
 	// pgxpool.ParseConfig reads and strips the pool_* keys (already validated
 	// above, so it cannot fail on them) and builds the pgx config.
@@ -135,7 +111,7 @@ func parseConfig(dsn string) (*Config, error) {
 	for _, k := range ownKeys {
 		delete(cc.RuntimeParams, k) // never send our keys to the server as startup parameters
 	}
-	if !cfg.execModeSet {
+	if !execModeSet {
 		cc.DefaultQueryExecMode = DefaultQueryExecMode
 	}
 	cfg.password = hide(cc.Password)
@@ -165,102 +141,6 @@ func (c *Config) applyOwnKeys(given map[string]string) error {
 		}
 	}
 	return nil
-}
-
-// setKey parses one of rdsproxy's keys into c. It is the single place where
-// DSN text becomes a typed value, used by ParseConfig and the fuzz tests.
-func (c *Config) setKey(key, v string) error {
-	bad := func(accepted string, err error) error {
-		return &ConfigError{Key: key, Value: v, Accepted: accepted, Err: err}
-	}
-	switch key {
-	case keyIAM:
-		switch v {
-		case "true":
-			c.IAM = true
-		case "false":
-			c.IAM = false
-		default:
-			return bad(acceptedBool, nil)
-		}
-	case keyAWSRegion:
-		if !iamauth.ValidRegion(v) {
-			return bad(acceptedRegion, nil)
-		}
-		c.AWSRegion = v
-	case keyPinCheck:
-		switch PinCheckMode(v) {
-		case PinCheckWarn, PinCheckOff:
-			c.PinCheck = PinCheckMode(v)
-		default:
-			return bad(acceptedPinCheck, nil)
-		}
-	case keyPoolMaxConns:
-		n, err := strconv.ParseInt(v, 10, 32)
-		if err != nil || n < 1 || n > maxMaxConns {
-			return bad(acceptedMaxConns, nil)
-		}
-		c.MaxConns, c.maxConnsSet = int32(n), true
-	case keyPoolMaxConnLifetime:
-		d, err := time.ParseDuration(v)
-		if err != nil {
-			return bad(acceptedLifetime, nil)
-		}
-		if err := checkLifetime(key, d); err != nil {
-			return err
-		}
-		c.MaxConnLifetime, c.lifetimeSet = d, true
-	case keyPoolMaxConnLifetimeJitter:
-		d, err := time.ParseDuration(v)
-		if err != nil {
-			return bad(acceptedJitter, nil)
-		}
-		// Against no lifetime here; validate checks the sum once both are known.
-		if err := checkJitter(key, 0, d); err != nil {
-			return err
-		}
-		c.MaxConnLifetimeJitter, c.jitterSet = d, true
-	case keyPoolMaxConnIdleTime:
-		d, err := time.ParseDuration(v)
-		if err != nil {
-			return bad(acceptedIdleTime, nil)
-		}
-		if err := checkIdleTime(key, d); err != nil {
-			return err
-		}
-		c.MaxConnIdleTime, c.idleTimeSet = d, true
-	case keyPoolHealthCheckPeriod:
-		d, err := time.ParseDuration(v)
-		if err != nil {
-			return bad(acceptedHealthCheckPeriod, nil)
-		}
-		if err := checkHealthCheckPeriod(key, d); err != nil {
-			return err
-		}
-		c.HealthCheckPeriod, c.healthCheckSet = d, true
-	default:
-		return &ConfigError{Key: key, Value: v, Accepted: "no such key; rdsproxy's keys are " + strings.Join(ownKeys, ", ")}
-	}
-	return nil
-}
-
-// ownKeyValues renders rdsproxy's keys of c as DSN values, for FormatDSN and
-// for the round-trip fuzz test.
-func (c *Config) ownKeyValues() [][2]string {
-	kv := [][2]string{
-		{keyIAM, strconv.FormatBool(c.IAM)},
-	}
-	if c.AWSRegion != "" {
-		kv = append(kv, [2]string{keyAWSRegion, c.AWSRegion})
-	}
-	return append(kv,
-		[2]string{keyPinCheck, string(c.PinCheck)},
-		[2]string{keyPoolMaxConns, strconv.Itoa(int(c.MaxConns))},
-		[2]string{keyPoolMaxConnLifetime, c.MaxConnLifetime.String()},
-		[2]string{keyPoolMaxConnLifetimeJitter, c.MaxConnLifetimeJitter.String()},
-		[2]string{keyPoolMaxConnIdleTime, c.MaxConnIdleTime.String()},
-		[2]string{keyPoolHealthCheckPeriod, c.HealthCheckPeriod.String()},
-	)
 }
 
 // FormatOwnKeys renders rdsproxy's settings of c as keyword/value DSN text

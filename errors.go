@@ -3,10 +3,16 @@
 package rdsproxy
 
 import (
+	"database/sql"
+	"database/sql/driver"
 	"errors"
 	"fmt"
+	"strings"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/rdsproxy/rdsproxy/internal/pinning"
 )
 
 // Errors the driver returns, to test with [errors.Is]. Their texts can change
@@ -39,6 +45,23 @@ var (
 	ErrPoolWaitTimeout = errors.New("rdsproxy: timed out waiting for a connection at the cap under plain sql.Open, " +
 		"where database/sql does not queue callers itself: open the database with rdsproxy.Open, or call " +
 		"db.SetMaxOpenConns with pool_max_conns, so that callers wait under their own contexts")
+
+	// ErrIAMAuth is wrapped by the error returned when RDS Proxy rejects IAM
+	// authentication even with a freshly signed token.
+	ErrIAMAuth = errors.New("rdsproxy: IAM authentication failed")
+
+	// ErrUnparsable is wrapped by the error [AnalyzePinning] returns when the
+	// PostgreSQL parser rejects the SQL.
+	ErrUnparsable = pinning.ErrUnparsable
+
+	// ErrBorrowTimeout is matched (errors.Is) by the error RDS Proxy sends when no
+	// database connection frees up within its ConnectionBorrowTimeout ("Timed-out
+	// waiting to acquire database connection."): from opening a connection and
+	// from [RetryRead]. A statement on an open connection returns the server's
+	// error unwrapped; [IsBorrowTimeout] matches both.
+	ErrBorrowTimeout = errors.New("rdsproxy: RDS Proxy timed out waiting to borrow a database connection: " +
+		"raise the proxy's MaxConnectionsPercent (or the database's max_connections) or its ConnectionBorrowTimeout, " +
+		"reduce session pinning (see the pinning warnings), and keep transactions short so connections go back to the proxy sooner")
 )
 
 // ConfigError describes one bad DSN key or option. It names the key, repeats the
@@ -69,14 +92,27 @@ func (e *ConfigError) Is(target error) bool { return target == ErrConfig }
 
 func (e *ConfigError) Unwrap() error { return e.Err }
 
-// ErrBorrowTimeout is matched (errors.Is) by the error RDS Proxy sends when no
-// database connection frees up within its ConnectionBorrowTimeout ("Timed-out
-// waiting to acquire database connection."): from opening a connection and
-// from [RetryRead]. A statement on an open connection returns the server's
-// error unwrapped; [IsBorrowTimeout] matches both.
-var ErrBorrowTimeout = errors.New("rdsproxy: RDS Proxy timed out waiting to borrow a database connection: " +
-	"raise the proxy's MaxConnectionsPercent (or the database's max_connections) or its ConnectionBorrowTimeout, " +
-	"reduce session pinning (see the pinning warnings), and keep transactions short so connections go back to the proxy sooner")
+// borrowTimeoutText starts the error RDS Proxy sends when no database
+// connection frees up within its ConnectionBorrowTimeout. No AWS source names
+// its SQLSTATE, so the text is what identifies it.
+const borrowTimeoutText = "Timed-out waiting to acquire database connection"
+
+// IsBorrowTimeout reports whether err is RDS Proxy's borrow timeout. It
+// matches errors that already match [ErrBorrowTimeout] (from opening a
+// connection, and from [RetryRead]) and also the raw server error that a
+// statement on an already open connection returns: the driver hands
+// database/sql pgx's own connection, unwrapped, so it cannot rewrite the
+// errors of statements.
+func IsBorrowTimeout(err error) bool {
+	if err == nil {
+		return false
+	}
+	if errors.Is(err, ErrBorrowTimeout) {
+		return true
+	}
+	var pgErr *pgconn.PgError
+	return errors.As(err, &pgErr) && strings.HasPrefix(pgErr.Message, borrowTimeoutText)
+}
 
 // readOnlySQLTransaction is SQLSTATE 25006, read_only_sql_transaction: a
 // write sent to an Aurora reader (the proxy's read-only endpoint), or inside
@@ -91,4 +127,63 @@ const readOnlySQLTransaction = "25006"
 func IsReadOnlyViolation(err error) bool {
 	var pgErr *pgconn.PgError
 	return errors.As(err, &pgErr) && pgErr.Code == readOnlySQLTransaction
+}
+
+// borrowTimeoutError is the proxy's error, made to match ErrBorrowTimeout and
+// to carry its advice; the original stays reachable with errors.As.
+type borrowTimeoutError struct{ err error }
+
+func (e *borrowTimeoutError) Error() string        { return ErrBorrowTimeout.Error() + ": " + e.err.Error() }
+func (e *borrowTimeoutError) Is(target error) bool { return target == ErrBorrowTimeout }
+func (e *borrowTimeoutError) Unwrap() error        { return e.err }
+
+// classifyError maps an error the proxy sent into rdsproxy's sentinels. Today
+// that is the borrow timeout; everything else is returned unchanged.
+func classifyError(err error) error {
+	if err == nil || errors.Is(err, ErrBorrowTimeout) || !IsBorrowTimeout(err) {
+		return err
+	}
+	return &borrowTimeoutError{err: err}
+}
+
+// IsAmbiguousCommit reports whether err, returned by (*sql.Tx).Commit or by a
+// statement run outside a transaction (autocommit), leaves the outcome
+// unknown: the server may have committed even though the caller got an error.
+// The caller must then check (for example by looking the row up by a
+// client-generated id) before retrying, or the write may happen twice.
+//
+// It is false, meaning "not committed", when the statement never reached the
+// server ([driver.ErrBadConn], errors pgx marks safe to retry, a closed
+// transaction or connector, a borrow timeout, [ErrPoolWaitTimeout]), when the server answered the
+// COMMIT with an ERROR (serialization failure, deferred constraint) or with
+// ROLLBACK ([pgx.ErrTxCommitRollback]). It is true when the session ended
+// while the COMMIT was in flight: a FATAL from the server
+// (pg_terminate_backend, failover, shutdown), a broken or closed socket, or a
+// context that ended after the COMMIT was sent.
+//
+// database/sql retries a statement only on driver.ErrBadConn, and pgx's stdlib
+// returns driver.ErrBadConn only for errors it knows happened before anything
+// was sent; a COMMIT is never retried. The fault suite (internal/faults)
+// checks both against pg_terminate_backend under load.
+func IsAmbiguousCommit(err error) bool {
+	if err == nil {
+		return false
+	}
+	if errors.Is(err, driver.ErrBadConn) || pgconn.SafeToRetry(err) ||
+		errors.Is(err, pgx.ErrTxCommitRollback) || errors.Is(err, pgx.ErrTxClosed) ||
+		errors.Is(err, sql.ErrTxDone) || errors.Is(err, sql.ErrConnDone) ||
+		errors.Is(err, ErrClosed) || errors.Is(err, ErrPoolWaitTimeout) || IsBorrowTimeout(err) {
+		return false
+	}
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) {
+		sev := pgErr.SeverityUnlocalized
+		if sev == "" {
+			sev = pgErr.Severity
+		}
+		// ERROR: the server ran the statement and refused it; the transaction
+		// is rolled back. FATAL or PANIC: the session ended around it.
+		return sev != "ERROR"
+	}
+	return true
 }

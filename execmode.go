@@ -5,6 +5,6 @@ package rdsproxy
 import "github.com/jackc/pgx/v5"
 
 // DefaultQueryExecMode is the pgx query exec mode used when the DSN does not
-// set default_query_exec_mode. See "Query exec mode" in the package overview
-// for the evidence behind the choice.
+// set default_query_exec_mode. The "RDS Proxy" section of the package
+// documentation gives the evidence behind the choice.
 const DefaultQueryExecMode = pgx.QueryExecModeCacheDescribe

@@ -175,7 +175,8 @@ func (e *expiringCreds) Retrieve(context.Context) (aws.Credentials, error) {
 
 // TestIAMExpiringCredentialsForceEarlierResign: a token still has minutes
 // left, but the credentials that signed it expire within the margin, so the
-// next dial signs again (aws-sdk-go-v2 issue 2724).
+// next dial signs again: STS and IRSA credentials can expire before a
+// token's 15 minutes are up.
 func TestIAMExpiringCredentialsForceEarlierResign(t *testing.T) {
 	clk := testclock.Start()
 	_, dsn := testiam.Start(t, testiam.Clock(clk.Now))

@@ -4,7 +4,6 @@ package rdsproxy
 
 import (
 	"log/slog"
-	"strconv"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -14,17 +13,16 @@ import (
 
 // Option changes a [Config] after its connection string was parsed, so options
 // win over DSN keys, which win over defaults. An option with a bad value makes
-// NewConnector or Open fail with a [ConfigError] naming the option.
+// NewConnector or Open fail with a [ConfigError] naming the option. The
+// options that set a Config field accept exactly what the field accepts when
+// set from the DSN or directly (see [Config]).
 type Option func(*Config) error
 
 // WithMaxConns sets the connection cap (DSN key pool_max_conns).
 func WithMaxConns(n int) Option {
 	return func(c *Config) error {
-		if n < 1 || n > maxMaxConns {
-			return &ConfigError{Key: "WithMaxConns", Value: strconv.Itoa(n), Accepted: acceptedMaxConns}
-		}
-		c.MaxConns, c.maxConnsSet = int32(n), true
-		return nil
+		c.MaxConns = clampInt32(n)
+		return c.checkKeys("WithMaxConns", keyPoolMaxConns)
 	}
 }
 
@@ -32,26 +30,16 @@ func WithMaxConns(n int) Option {
 // pool_max_conn_lifetime and pool_max_conn_lifetime_jitter).
 func WithMaxConnLifetime(lifetime, jitter time.Duration) Option {
 	return func(c *Config) error {
-		if err := checkLifetime("WithMaxConnLifetime", lifetime); err != nil {
-			return err
-		}
-		if err := checkJitter("WithMaxConnLifetime", lifetime, jitter); err != nil {
-			return err
-		}
 		c.MaxConnLifetime, c.MaxConnLifetimeJitter = lifetime, jitter
-		c.lifetimeSet, c.jitterSet = true, true
-		return nil
+		return c.checkKeys("WithMaxConnLifetime", keyPoolMaxConnLifetime, keyPoolMaxConnLifetimeJitter)
 	}
 }
 
 // WithMaxConnIdleTime sets the idle time (DSN key pool_max_conn_idle_time).
 func WithMaxConnIdleTime(d time.Duration) Option {
 	return func(c *Config) error {
-		if err := checkIdleTime("WithMaxConnIdleTime", d); err != nil {
-			return err
-		}
-		c.MaxConnIdleTime, c.idleTimeSet = d, true
-		return nil
+		c.MaxConnIdleTime = d
+		return c.checkKeys("WithMaxConnIdleTime", keyPoolMaxConnIdleTime)
 	}
 }
 
@@ -59,22 +47,16 @@ func WithMaxConnIdleTime(d time.Duration) Option {
 // are checked for lifetime and idle time (DSN key pool_health_check_period).
 func WithHealthCheckPeriod(d time.Duration) Option {
 	return func(c *Config) error {
-		if err := checkHealthCheckPeriod("WithHealthCheckPeriod", d); err != nil {
-			return err
-		}
-		c.HealthCheckPeriod, c.healthCheckSet = d, true
-		return nil
+		c.HealthCheckPeriod = d
+		return c.checkKeys("WithHealthCheckPeriod", keyPoolHealthCheckPeriod)
 	}
 }
 
 // WithPinCheck sets the pinning check mode (DSN key pin_check).
 func WithPinCheck(mode PinCheckMode) Option {
 	return func(c *Config) error {
-		if mode != PinCheckWarn && mode != PinCheckOff {
-			return &ConfigError{Key: "WithPinCheck", Value: string(mode), Accepted: acceptedPinCheck}
-		}
 		c.PinCheck = mode
-		return nil
+		return c.checkKeys("WithPinCheck", keyPinCheck)
 	}
 }
 

@@ -8,7 +8,6 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/multitracer"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/rdsproxy/rdsproxy/internal/iamauth"
@@ -50,53 +49,17 @@ func NewPgxpoolConfig(dsn string, opts ...Option) (*pgxpool.Config, error) {
 	if err != nil {
 		return nil, err
 	}
-	for _, opt := range opts {
-		if err := opt(cfg); err != nil {
-			return nil, err
-		}
-	}
-	if err := cfg.validate(); err != nil {
+	if err := cfg.apply(opts); err != nil {
 		return nil, err
 	}
-	pc, err := pgxpool.ParseConfig("")
-	if err != nil { // cannot happen for an empty string, but never panic on it
+	if err := cfg.checkOneEndpoint(); err != nil {
 		return nil, err
 	}
-	pc.ConnConfig = cfg.ConnConfig.Copy()
-	pc.MaxConns = cfg.MaxConns
-	pc.MinConns = 0
-	pc.MaxConnLifetime = cfg.MaxConnLifetime
-	pc.MaxConnLifetimeJitter = cfg.MaxConnLifetimeJitter
-	pc.MaxConnIdleTime = cfg.MaxConnIdleTime
-	pc.HealthCheckPeriod = cfg.HealthCheckPeriod
-
-	// The tracer hangs off a Connector value that is never connected: it
-	// holds the config and the pinning checker, as a real connector's would.
-	// No pool policy runs here, so the tracer's activity bookkeeping finds no
-	// per-connection state and does nothing.
-	c := &Connector{cfg: cfg, policy: &poolPolicy{}}
-	tr := newTracer(c, cfg.Tracer)
-	iam, err := installAuth(cfg, pc)
+	parts, err := buildPool(cfg, false)
 	if err != nil {
 		return nil, err
 	}
-	if iam != nil {
-		it := &iamDialTracer{iam: iam}
-		hook := pc.BeforeConnect
-		pc.BeforeConnect = func(ctx context.Context, cc *pgx.ConnConfig) error {
-			rec := &dialRecord{}
-			if err := hook(context.WithValue(ctx, dialRecordKey{}, rec), cc); err != nil {
-				return err
-			}
-			if used, cached, signedAt := rec.get(); used && cached {
-				it.pending.Store(&pendingToken{value: cc.Password, signedAt: signedAt})
-			}
-			return nil
-		}
-		tr = multitracer.New(tr, it)
-	}
-	pc.ConnConfig.Tracer = tr
-	return pc, nil
+	return parts.pc, nil
 }
 
 // iamDialTracer drops a cached IAM token from the cache when the proxy

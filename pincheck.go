@@ -33,17 +33,21 @@ type PinEvent struct {
 	// A statement over 16384 bytes is normalised and hashed up to that size
 	// only: its reason is its size, and its start names it.
 	FingerprintHash string
-	// Kind is how the statement reached the server: "query" (Query, QueryRow,
-	// Exec, also inside transactions), "batch" (a statement of a pgx batch) or
-	// "prepare" (a named server-side prepared statement).
+	// Kind is how the statement reached the server: [PinKindQuery],
+	// [PinKindBatch] or [PinKindPrepare].
 	Kind string
 }
 
-// The values of PinEvent.Kind and of the log attribute kind.
+// The values of PinEvent.Kind, of the log attribute kind and of the pinning
+// counter's rdsproxy.pinning.kind attribute. Untyped, so they compare with
+// and assign to any string.
 const (
-	pinKindQuery   = "query"
-	pinKindBatch   = "batch"
-	pinKindPrepare = "prepare"
+	// PinKindQuery: Query, QueryRow or Exec, also inside transactions.
+	PinKindQuery = "query"
+	// PinKindBatch: a statement of a pgx batch.
+	PinKindBatch = "batch"
+	// PinKindPrepare: a named server-side prepared statement.
+	PinKindPrepare = "prepare"
 )
 
 // pinWarnMessage is the message of the WARN record for a pinning statement.
@@ -95,12 +99,6 @@ const (
 	// waiting, the report is dropped and counted as suppressed.
 	pinQueueSize = 1024
 )
-
-// pinReasonOrder is the canonical order of reasons (the internal analyzer's).
-var pinReasonOrder = [...]PinReason{
-	PinSessionSetting, PinPreparedStatement, PinDiscard, PinTempObject, PinCursor,
-	PinListen, PinLoad, PinSequence, PinAdvisoryLock, PinStatementSize,
-}
 
 // pinVerdict is the cached result for one statement text.
 type pinVerdict struct {
@@ -178,7 +176,7 @@ func newPinChecker(logger *slog.Logger, handler func(PinEvent)) *pinChecker {
 // statement's arguments.
 func (p *pinChecker) check(sql, kind string) {
 	cache := &p.verdicts
-	if kind == pinKindPrepare {
+	if kind == PinKindPrepare {
 		cache = &p.prepared
 	}
 	key := sql
@@ -241,7 +239,7 @@ func (p *pinChecker) analyze(sql, kind string) *pinVerdict {
 		sql = longPrefix(sql) // see maxPinKeyBytes
 	}
 	r, _ := pinning.Analyze(sql)
-	named := kind == pinKindPrepare
+	named := kind == PinKindPrepare
 	if !r.Pins() && !named {
 		return cleanVerdict
 	}

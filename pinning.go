@@ -14,31 +14,42 @@ import (
 // never change once released.
 type PinReason string
 
-// The pin reasons, in the canonical order [PinReport.Reasons] uses.
+// The pin reasons, in the canonical order [PinReport.Reasons] uses. They are
+// the analyzer's reasons (internal/pinning), under names of this package.
 const (
-	// PinSessionSetting: SET / RESET in any form, or a set_config call.
-	PinSessionSetting PinReason = "session_setting"
-	// PinPreparedStatement: SQL PREPARE / EXECUTE / DEALLOCATE, or (seen only
+	// PinSessionSetting, "session_setting": SET / RESET in any form, or a set_config call.
+	PinSessionSetting = PinReason(pinning.ReasonSessionSetting)
+	// PinPreparedStatement, "prepared_statement": SQL PREPARE / EXECUTE / DEALLOCATE, or (seen only
 	// by the runtime check) a named protocol-level prepared statement.
-	PinPreparedStatement PinReason = "prepared_statement"
-	// PinDiscard: DISCARD.
-	PinDiscard PinReason = "discard"
-	// PinTempObject: a temporary table, sequence or view (every CREATE VIEW,
+	PinPreparedStatement = PinReason(pinning.ReasonPreparedStatement)
+	// PinDiscard, "discard": DISCARD.
+	PinDiscard = PinReason(pinning.ReasonDiscard)
+	// PinTempObject, "temp_object": a temporary table, sequence or view (every CREATE VIEW,
 	// since PostgreSQL can make one temporary implicitly).
-	PinTempObject PinReason = "temp_object"
-	// PinCursor: DECLARE ... CURSOR.
-	PinCursor PinReason = "cursor"
-	// PinListen: LISTEN / UNLISTEN.
-	PinListen PinReason = "listen"
-	// PinLoad: LOAD.
-	PinLoad PinReason = "load"
-	// PinSequence: a nextval / setval call.
-	PinSequence PinReason = "sequence"
-	// PinAdvisoryLock: a session-level advisory lock function.
-	PinAdvisoryLock PinReason = "advisory_lock"
-	// PinStatementSize: statement text over 16384 bytes.
-	PinStatementSize PinReason = "statement_size"
+	PinTempObject = PinReason(pinning.ReasonTempObject)
+	// PinCursor, "cursor": DECLARE ... CURSOR.
+	PinCursor = PinReason(pinning.ReasonCursor)
+	// PinListen, "listen": LISTEN / UNLISTEN.
+	PinListen = PinReason(pinning.ReasonListen)
+	// PinLoad, "load": LOAD.
+	PinLoad = PinReason(pinning.ReasonLoad)
+	// PinSequence, "sequence": a nextval / setval call.
+	PinSequence = PinReason(pinning.ReasonSequence)
+	// PinAdvisoryLock, "advisory_lock": a session-level advisory lock function.
+	PinAdvisoryLock = PinReason(pinning.ReasonAdvisoryLock)
+	// PinStatementSize, "statement_size": statement text over 16384 bytes.
+	PinStatementSize = PinReason(pinning.ReasonStatementSize)
 )
+
+// pinReasonOrder is every PinReason in canonical order: the analyzer's.
+var pinReasonOrder = func() []PinReason {
+	all := pinning.AllReasons()
+	order := make([]PinReason, len(all))
+	for i, r := range all {
+		order[i] = PinReason(r)
+	}
+	return order
+}()
 
 // PinFinding is one reason why one statement pins.
 type PinFinding struct {
@@ -61,10 +72,6 @@ type PinReport struct {
 
 // Pins reports whether running the analyzed SQL would pin the session.
 func (r PinReport) Pins() bool { return len(r.Findings) > 0 }
-
-// ErrUnparsable is wrapped by the error [AnalyzePinning] returns when the
-// PostgreSQL parser rejects the SQL; test for it with errors.Is.
-var ErrUnparsable = pinning.ErrUnparsable
 
 // AnalyzePinning reports whether running sql through RDS Proxy would pin the
 // client session to its database connection, and why. sql may hold several

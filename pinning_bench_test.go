@@ -22,20 +22,20 @@ func BenchmarkPinCheckCached(b *testing.B) {
 	} {
 		b.Run(s.name, func(b *testing.B) {
 			p := newPinChecker(slog.New(slog.DiscardHandler), nil)
-			p.check(s.sql, pinKindQuery)
+			p.check(s.sql, PinKindQuery)
 			b.ReportAllocs()
 			for b.Loop() {
-				p.check(s.sql, pinKindQuery)
+				p.check(s.sql, PinKindQuery)
 			}
 		})
 	}
 	b.Run("clean-long-parallel", func(b *testing.B) {
 		p := newPinChecker(slog.New(slog.DiscardHandler), nil)
-		p.check(benchCleanSQL, pinKindQuery)
+		p.check(benchCleanSQL, PinKindQuery)
 		b.ReportAllocs()
 		b.RunParallel(func(pb *testing.PB) {
 			for pb.Next() {
-				p.check(benchCleanSQL, pinKindQuery)
+				p.check(benchCleanSQL, PinKindQuery)
 			}
 		})
 	})
@@ -48,7 +48,7 @@ func BenchmarkPinCheckUncachedClean(b *testing.B) {
 	b.ReportAllocs()
 	for b.Loop() {
 		p.verdicts.Clear()
-		p.check(benchCleanSQL, pinKindQuery)
+		p.check(benchCleanSQL, PinKindQuery)
 	}
 }
 

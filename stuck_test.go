@@ -57,8 +57,8 @@ func runCalls(t *testing.T, db *sql.DB, workers, calls int) []error {
 	}
 }
 
-// smallCapCases are the caps below minConnsUnderDatabaseSQLDefaults, and 3,
-// with from 2 to 16 workers.
+// smallCapCases are the caps at or below database/sql's 2 idle connections,
+// and 3, with from 2 to 16 workers.
 var smallCapCases = []struct{ maxConns, workers int }{
 	{1, 2}, {1, 5}, {1, 16},
 	{2, 3}, {2, 8}, {2, 16},

@@ -1,9 +1,7 @@
 package rdsproxy_test
 
 import (
-	"database/sql"
 	"testing"
-	"time"
 
 	metricnoop "go.opentelemetry.io/otel/metric/noop"
 	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
@@ -69,37 +67,4 @@ func BenchmarkQueryPairedSDK(b *testing.B) {
 	}
 	defer rds.Close()
 	runPairedQueries(b, raw, rds)
-}
-
-// runPairedQueries runs one query through each of raw and rds per
-// iteration, back to back in alternating order, and reports each side's
-// median latency and the median of the per-iteration ratios.
-func runPairedQueries(b *testing.B, raw, rds *sql.DB) {
-	var n int
-	query := func(db *sql.DB) time.Duration {
-		t0 := time.Now()
-		if err := db.QueryRow("SELECT $1::int", 42).Scan(&n); err != nil {
-			b.Fatal(err)
-		}
-		return time.Since(t0)
-	}
-	query(raw)
-	query(rds)
-	var pgxT, rdsT, ratio []float64
-	i := 0
-	for b.Loop() {
-		var p, r time.Duration
-		if i%2 == 0 {
-			p, r = query(raw), query(rds)
-		} else {
-			r, p = query(rds), query(raw)
-		}
-		i++
-		pgxT = append(pgxT, float64(p))
-		rdsT = append(rdsT, float64(r))
-		ratio = append(ratio, float64(r)/float64(p))
-	}
-	b.ReportMetric(median(pgxT), "pgx-ns/query")
-	b.ReportMetric(median(rdsT), "rdsproxy-ns/query")
-	b.ReportMetric(median(ratio), "rdsproxy/pgx")
 }

@@ -16,9 +16,9 @@ type pinAttrs [3][]metric.MeasurementOption
 
 func pinKindIndex(kind string) int {
 	switch kind {
-	case pinKindBatch:
+	case PinKindBatch:
 		return 1
-	case pinKindPrepare:
+	case PinKindPrepare:
 		return 2
 	}
 	return 0
@@ -43,7 +43,7 @@ func (t *telemetry) onPin(v *pinVerdict, kind string) {
 
 func (t *telemetry) pinAttrsFor(v *pinVerdict) *pinAttrs {
 	var a pinAttrs
-	for k, kind := range [...]string{pinKindQuery, pinKindBatch, pinKindPrepare} {
+	for k, kind := range [...]string{PinKindQuery, PinKindBatch, PinKindPrepare} {
 		for _, r := range v.event.Reasons {
 			kv := []attribute.KeyValue{semconv.DBClientConnectionPoolName(t.poolName), attrPinReason.String(string(r)), attrPinKind.String(kind)}
 			if t.fingerprint {

@@ -273,7 +273,7 @@ func TestTelemetryPoolAndQueryMetrics(t *testing.T) {
 	require.Zero(t, sumValue(t, retired, pa, attrRetireReason.String(retireBroken.String())))
 
 	pinned := requireKind(t, ms, metricPinnedStatements, "{statement}", "counter")
-	require.EqualValues(t, 3, sumValue(t, pinned, pa, attrPinReason.String(string(PinSessionSetting)), attrPinKind.String(pinKindQuery)))
+	require.EqualValues(t, 3, sumValue(t, pinned, pa, attrPinReason.String(string(PinSessionSetting)), attrPinKind.String(PinKindQuery)))
 	requirePoolNameEverywhere(t, ms)
 
 	// Spans: one connect span per dial, query spans named by operation.

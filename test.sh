@@ -12,7 +12,7 @@ if [ -n "$unformatted" ]; then echo "gofmt needed:"; echo "$unformatted"; exit 1
 go vet ./...
 if command -v staticcheck >/dev/null 2>&1; then staticcheck ./...; else echo "staticcheck not installed: skipped (CI installs it)"; fi
 go test -race -count=1 ./...
-# The fault suite's PostgreSQL restart (internal/faults, README "Reliability"): it
+# The fault suite's PostgreSQL restart (internal/faults, RELIABILITY.md): it
 # restarts the local cluster, so it runs alone, after the parallel package tests.
 # The rest of the fault suite runs bounded in ./... above (RDSPROXY_SOAK=1: long mode).
 RDSPROXY_FAULTS_RESTART_PG=1 go test -race -count=1 -run '^TestPostgresRestart$' ./internal/faults/

@@ -5,7 +5,6 @@ package rdsproxy
 import (
 	"context"
 	"database/sql/driver"
-	"errors"
 	"fmt"
 	"os"
 	"sync"
@@ -19,10 +18,6 @@ import (
 
 	"github.com/rdsproxy/rdsproxy/internal/iamauth"
 )
-
-// ErrIAMAuth is wrapped by the error returned when RDS Proxy rejects IAM
-// authentication even with a freshly signed token.
-var ErrIAMAuth = errors.New("rdsproxy: IAM authentication failed")
 
 // TokenFunc returns the password for one new physical connection to
 // host:port as user. With [WithTokenFunc] it replaces AWS signing entirely:
@@ -261,16 +256,8 @@ type iamState struct {
 	key    iamauth.Key
 }
 
-// configureAuth validates the IAM settings and installs the password hook.
-func (c *Connector) configureAuth(pc *pgxpool.Config) error {
-	iam, err := installAuth(c.cfg, pc)
-	c.iam = iam
-	return err
-}
-
 // installAuth validates cfg's IAM settings and installs the password hook as
-// pc.BeforeConnect. It returns the IAM wiring, nil unless iam=true. Both the
-// connector and [NewPgxpoolConfig] use it.
+// pc.BeforeConnect. It returns the IAM wiring, nil unless iam=true.
 func installAuth(cfg *Config, pc *pgxpool.Config) (*iamState, error) {
 	o := cfg.iam()
 	if !cfg.IAM && o.set != "" {

@@ -13,7 +13,9 @@ import (
 // connection, which makes it the one place that sees Query, Exec, statements in
 // transactions and batches, and named prepares. It must stay allocation-free.
 type tracer struct {
-	c *Connector
+	policy *poolPolicy
+	tel    *telemetry
+	out    *checkouts // the connector's checked-out connections (checkouts.go)
 }
 
 // pinTracer is tracer plus the runtime pinning check (pin_check=warn). It is a
@@ -34,17 +36,15 @@ var (
 	_ pgx.PrepareTracer = (*pinTracer)(nil)
 )
 
-// newTracer returns rdsproxy's tracer chained with the user's, if any.
-// multitracer calls every interface each of them implements.
-func newTracer(c *Connector, user pgx.QueryTracer) pgx.QueryTracer {
-	var t pgx.QueryTracer = &tracer{c: c}
-	if c.tel == nil { // NewPgxpoolConfig's connector: pinning metrics only (no per-connection state, so no operation duration)
-		c.tel = newTelemetry(c.cfg)
-	}
-	if c.cfg.PinCheck == PinCheckWarn {
-		c.pins = newPinChecker(c.cfg.Logger, c.cfg.PinHandler)
-		c.pins.onPin = c.tel.onPin
-		t = &pinTracer{tracer: tracer{c: c}, pins: c.pins}
+// newTracer returns rdsproxy's tracer over the given parts (out receives
+// pgxpool's releases), chained with the
+// user's tracer, if any. pins is nil with pin_check=off. multitracer calls
+// every interface each of them implements.
+func newTracer(tel *telemetry, pins *pinChecker, policy *poolPolicy, out *checkouts, user pgx.QueryTracer) pgx.QueryTracer {
+	base := tracer{policy: policy, tel: tel, out: out}
+	var t pgx.QueryTracer = &base
+	if pins != nil {
+		t = &pinTracer{tracer: base, pins: pins}
 	}
 	if user == nil {
 		return t
@@ -53,53 +53,53 @@ func newTracer(c *Connector, user pgx.QueryTracer) pgx.QueryTracer {
 }
 
 func (t *tracer) TraceQueryStart(ctx context.Context, conn *pgx.Conn, data pgx.TraceQueryStartData) context.Context {
-	t.c.policy.statementStarted(stateOf(conn))
-	return t.c.tel.queryStart(ctx, conn, data.SQL, 0)
+	t.policy.statementStarted(stateOf(conn))
+	return t.tel.queryStart(ctx, conn, data.SQL, 0)
 }
 
 // TraceQueryEnd looks the connection's state up once for both the pool
 // policy and telemetry: it runs after every statement.
 func (t *tracer) TraceQueryEnd(ctx context.Context, conn *pgx.Conn, data pgx.TraceQueryEndData) {
 	s := stateOf(conn)
-	t.c.policy.statementEnded(ctx, s, conn, data.Err)
-	t.c.tel.queryEnd(ctx, s, data.Err)
+	t.policy.statementEnded(ctx, s, conn, data.Err)
+	t.tel.queryEnd(ctx, s, data.Err)
 }
 
 // TraceBatchStart and TraceBatchEnd time a batch as one operation (BATCH).
 func (t *tracer) TraceBatchStart(ctx context.Context, conn *pgx.Conn, _ pgx.TraceBatchStartData) context.Context {
-	t.c.policy.statementStarted(stateOf(conn))
-	return t.c.tel.queryStart(ctx, conn, "", opBatch)
+	t.policy.statementStarted(stateOf(conn))
+	return t.tel.queryStart(ctx, conn, "", opBatch)
 }
 
 func (t *tracer) TraceBatchQuery(context.Context, *pgx.Conn, pgx.TraceBatchQueryData) {}
 
 func (t *tracer) TraceBatchEnd(ctx context.Context, conn *pgx.Conn, data pgx.TraceBatchEndData) {
 	s := stateOf(conn)
-	t.c.policy.statementEnded(ctx, s, conn, data.Err)
-	t.c.tel.queryEnd(ctx, s, data.Err)
+	t.policy.statementEnded(ctx, s, conn, data.Err)
+	t.tel.queryEnd(ctx, s, data.Err)
 }
 
 // TraceConnectStart and TraceConnectEnd close the connect span and record
-// create_time (telemetry.go); the span starts in BeforeConnect, before the
+// create_time (telemetry_dial.go); the span starts in BeforeConnect, before the
 // token is fetched.
 func (t *tracer) TraceConnectStart(ctx context.Context, _ pgx.TraceConnectStartData) context.Context {
-	return t.c.tel.connectStart(ctx)
+	return t.tel.connectStart(ctx)
 }
 
 func (t *tracer) TraceConnectEnd(ctx context.Context, data pgx.TraceConnectEndData) {
-	t.c.tel.connectEnd(ctx, data.Err)
+	t.tel.connectEnd(ctx, data.Err)
 }
 
 // TraceQueryStart checks the statement before it is sent. data.Args are never
 // looked at: parameter values must not reach a log.
 func (t *pinTracer) TraceQueryStart(ctx context.Context, conn *pgx.Conn, data pgx.TraceQueryStartData) context.Context {
-	t.pins.check(data.SQL, pinKindQuery)
+	t.pins.check(data.SQL, PinKindQuery)
 	return t.tracer.TraceQueryStart(ctx, conn, data)
 }
 
 // TraceBatchQuery checks each statement of a batch as its result is read.
 func (t *pinTracer) TraceBatchQuery(_ context.Context, _ *pgx.Conn, data pgx.TraceBatchQueryData) {
-	t.pins.check(data.SQL, pinKindBatch)
+	t.pins.check(data.SQL, PinKindBatch)
 }
 
 // TracePrepareStart reports named prepares. An unnamed one ("") is pgx
@@ -107,7 +107,7 @@ func (t *pinTracer) TraceBatchQuery(_ context.Context, _ *pgx.Conn, data pgx.Tra
 // TraceQueryStart already checks.
 func (t *pinTracer) TracePrepareStart(ctx context.Context, _ *pgx.Conn, data pgx.TracePrepareStartData) context.Context {
 	if data.Name != "" {
-		t.pins.check(data.SQL, pinKindPrepare)
+		t.pins.check(data.SQL, PinKindPrepare)
 	}
 	return ctx
 }

@@ -74,8 +74,7 @@ func (p *Prober) Probe() State {
 	}
 	// Control, not Read: RawConn.Read takes the socket's read lock, which
 	// pgx's background reader can hold while it sits in a blocking Read on an
-	// idle connection, so a probe through Read could wait forever (seen in
-	// TestPgBouncerTransactionPoolingParameterizedQueries). Control only keeps
+	// idle connection, so a probe through Read could wait forever. Control only keeps
 	// the descriptor valid for the call, and MSG_DONTWAIT makes the peek
 	// itself non-blocking.
 	if err := p.raw.Control(p.fn); err != nil {

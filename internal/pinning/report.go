@@ -1,6 +1,7 @@
 package pinning
 
 import (
+	"slices"
 	"strings"
 	"unicode/utf8"
 )
@@ -50,6 +51,9 @@ var allReasons = [...]Reason{
 	ReasonAdvisoryLock,
 	ReasonStatementSize,
 }
+
+// AllReasons returns every reason, in canonical order.
+func AllReasons() []Reason { return slices.Clone(allReasons[:]) }
 
 const (
 	setSessionSetting reasonSet = 1 << iota
