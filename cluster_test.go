@@ -296,3 +296,32 @@ func TestClusterSharesPinningCheck(t *testing.T) {
 	defer mu.Unlock()
 	require.Len(t, events, 1, "one report for one statement, whichever pool ran it: %+v", events)
 }
+
+// TestClusterReadFallbackOnBorrowTimeout: the proxy's borrow-timeout answer
+// to a new reader connection (readers present, none available) sends reads
+// to the writer too, and they come back when the reader answers again.
+func TestClusterReadFallbackOnBorrowTimeout(t *testing.T) {
+	_, rdoor, dsn := twoDoors(t, "&read_fallback=writer")
+	cl, err := rdsproxy.OpenCluster(dsn, rdsproxy.WithCredentialsProvider(testiam.Credentials),
+		rdsproxy.WithLogger(slog.New(slog.DiscardHandler)))
+	require.NoError(t, err)
+	defer cl.Close()
+	rdsproxy.SetReaderProbeInterval(cl, 20*time.Millisecond)
+
+	rdoor.SetBorrowTimeout(true)
+	v, err := readOnlyAnswer(cl.Reader())
+	require.NoError(t, err)
+	require.Equal(t, "off", v, "served by the writer while the reader times out borrowing")
+
+	rdoor.SetBorrowTimeout(false)
+	back := false
+	for i := 0; i < 500 && !back; i++ {
+		v, err := readOnlyAnswer(cl.Reader())
+		require.NoError(t, err)
+		back = v == "on"
+		if !back {
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+	require.True(t, back, "reads never went back to the reader door")
+}
