@@ -71,16 +71,7 @@ func bulkInsert(table string, size, iter int) string {
 // would use.
 func BenchmarkBulkInsert(b *testing.B) {
 	dsn := benchDSN(b)
-	table := testdb.Prefix() + "_bulk"
-	setup, err := sql.Open("pgx", dsn)
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer setup.Close()
-	if _, err := setup.Exec("CREATE UNLOGGED TABLE IF NOT EXISTS " + table + " (id int, v text)"); err != nil {
-		b.Fatal(err)
-	}
-	defer setup.Exec("DROP TABLE IF EXISTS " + table)
+	table, setup := bulkTable(b, dsn, testdb.Prefix()+"_bulk")
 
 	dbs := map[string]func(b *testing.B) *sql.DB{
 		"pgx": func(b *testing.B) *sql.DB { return openRawPgx(b, dsn) },
@@ -131,16 +122,7 @@ func BenchmarkBulkInsert(b *testing.B) {
 // the per-iteration ratios (see BenchmarkQueryPaired).
 func BenchmarkBulkInsertPaired(b *testing.B) {
 	dsn := benchDSN(b)
-	table := testdb.Prefix() + "_bulk_paired"
-	setup, err := sql.Open("pgx", dsn)
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer setup.Close()
-	if _, err := setup.Exec("CREATE UNLOGGED TABLE IF NOT EXISTS " + table + " (id int, v text)"); err != nil {
-		b.Fatal(err)
-	}
-	defer setup.Exec("DROP TABLE IF EXISTS " + table)
+	table, setup := bulkTable(b, dsn, testdb.Prefix()+"_bulk_paired")
 	open := func(mode string) *sql.DB {
 		db, err := rdsproxy.Open(testdb.WithParams(dsn, "pin_check", mode), quietLogger)
 		if err != nil {
@@ -187,4 +169,22 @@ func BenchmarkBulkInsertPaired(b *testing.B) {
 			b.ReportMetric(median(ratio), "warn/off")
 		})
 	}
+}
+
+// bulkTable creates an unlogged table for bulk INSERTs, dropped when b ends,
+// and returns it with the raw pgx connection that made it.
+func bulkTable(b *testing.B, dsn, table string) (string, *sql.DB) {
+	b.Helper()
+	setup, err := sql.Open("pgx", dsn)
+	if err != nil {
+		b.Fatal(err)
+	}
+	if _, err := setup.Exec("CREATE UNLOGGED TABLE IF NOT EXISTS " + table + " (id int, v text)"); err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() {
+		setup.Exec("DROP TABLE IF EXISTS " + table)
+		setup.Close()
+	})
+	return table, setup
 }
