@@ -34,3 +34,40 @@ func FuzzParseReadHost(f *testing.F) {
 		}
 	})
 }
+
+// TestReaderPoolName: the reader pool's name is its endpoint's default name,
+// or the writer's followed by -reader when the two would be equal; the TLS
+// server name follows the reader's host.
+func TestReaderPoolName(t *testing.T) {
+	for _, tc := range []struct {
+		dsn, opt, host string
+		port           uint16
+		want           string
+	}{
+		{"postgres://app@w.example:5432/appdb?sslmode=verify-full", "", "r.example", 0, "r.example:5432/appdb"},
+		{"postgres://app@w.example:5432/appdb?sslmode=verify-full", "", "r.example", 6432, "r.example:6432/appdb"},
+		{"postgres://app@w.example:5432/appdb?sslmode=verify-full", "", "w.example", 0, "w.example:5432/appdb-reader"},
+		{"postgres://app@w.example:5432/appdb?sslmode=verify-full", "orders", "r.example", 0, "orders-reader"},
+	} {
+		cfg, err := ParseConfig(tc.dsn)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if tc.opt != "" {
+			cfg.PoolName = tc.opt
+		}
+		r, err := readerConfig(cfg, tc.host, tc.port)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if r.PoolName != tc.want {
+			t.Errorf("%s with read_host %s:%d, pool name %q: reader pool %q, want %q", tc.dsn, tc.host, tc.port, tc.opt, r.PoolName, tc.want)
+		}
+		if sn := r.ConnConfig.TLSConfig.ServerName; sn != tc.host {
+			t.Errorf("reader TLS server name %q, want %q", sn, tc.host)
+		}
+		if cfg.ConnConfig.Host != "w.example" || cfg.ConnConfig.TLSConfig.ServerName != "w.example" {
+			t.Errorf("readerConfig changed the writer's Config")
+		}
+	}
+}

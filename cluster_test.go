@@ -67,6 +67,7 @@ func TestClusterRoutesByRole(t *testing.T) {
 	require.NoError(t, err)
 	defer cl.Close()
 	require.NotSame(t, cl.Writer(), cl.Reader())
+	require.NoError(t, rdsproxy.ObserveDB(cl.Reader()), "the reader *sql.DB is an rdsproxy one")
 
 	v, err := readOnlyAnswer(cl.Reader())
 	require.NoError(t, err)
