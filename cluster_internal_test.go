@@ -1,10 +1,16 @@
 package rdsproxy
 
 import (
+	"crypto/tls"
 	"errors"
+	"fmt"
+	"io"
 	"net"
 	"strconv"
+	"syscall"
 	"testing"
+
+	"github.com/jackc/pgx/v5/pgconn"
 )
 
 // FuzzParseReadHost: any read_host text is either refused with a
@@ -68,6 +74,41 @@ func TestReaderPoolName(t *testing.T) {
 		}
 		if cfg.ConnConfig.Host != "w.example" || cfg.ConnConfig.TLSConfig.ServerName != "w.example" {
 			t.Errorf("readerConfig changed the writer's Config")
+		}
+	}
+}
+
+// TestReaderUnavailable: which errors from opening a reader connection send
+// reads to the writer under read_fallback=writer. The proxy's answer for a
+// read-only endpoint without a reader target cannot be caused locally, so
+// its classes are checked on constructed server errors.
+func TestReaderUnavailable(t *testing.T) {
+	fatal := func(code, msg string) error {
+		return &pgconn.PgError{Severity: "FATAL", SeverityUnlocalized: "FATAL", Code: code, Message: msg}
+	}
+	refused := &net.OpError{Op: "dial", Net: "tcp", Err: syscall.ECONNREFUSED}
+	for _, tc := range []struct {
+		err  error
+		want bool
+	}{
+		{refused, true},
+		{fmt.Errorf("connect: %w", refused), true},
+		{io.ErrUnexpectedEOF, true},
+		{fatal("08006", "no target"), true},
+		{fatal("53300", "Timed-out waiting to acquire database connection."), true},
+		{classifyError(fatal("53300", "Timed-out waiting to acquire database connection.")), true},
+		{fatal("57P03", "the database system is starting up"), true},
+		{fatal("XX000", "internal error"), true},
+		{fatal("28P01", "IAM authentication failed for user app."), false},
+		{fmt.Errorf("%w: %w", ErrIAMAuth, fatal("28P01", "IAM authentication failed")), false},
+		{fatal("3D000", "database \"x\" does not exist"), false},
+		{ErrClosed, false},
+		{ErrPoolWaitTimeout, false},
+		{&tls.CertificateVerificationError{Err: errors.New("x509: unknown authority")}, false},
+		{errors.New("something else"), false},
+	} {
+		if got := readerUnavailable(tc.err); got != tc.want {
+			t.Errorf("readerUnavailable(%v) = %v, want %v", tc.err, got, tc.want)
 		}
 	}
 }
