@@ -242,7 +242,7 @@ func TestClusterKeys(t *testing.T) {
 	}
 	for _, bad := range []string{"read_host=a:0", "read_host=a:99999", "read_host=a:b", "read_host=a,b",
 		"read_host=" + url.QueryEscape("[::1"), "read_host=a:b:c", "read_host=a:", "read_host=:5432", "read_host=" + url.QueryEscape("a@b"),
-		"read_host=" + url.QueryEscape("[]"), "read_fallback=reader", "read_fallback=on"} {
+		"read_host=" + url.QueryEscape("[]"), "read_fallback=reader", "read_fallback=on", "read_hosts=reader.example"} {
 		_, err := rdsproxy.OpenCluster(base + "&" + bad)
 		require.ErrorIs(t, err, rdsproxy.ErrConfig, bad)
 		require.ErrorContains(t, err, strings.SplitN(bad, "=", 2)[0], bad)
