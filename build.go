@@ -50,7 +50,11 @@ func buildPool(cfg *Config, forDatabaseSQL bool) (*poolParts, error) {
 	pc := p.pc
 	pc.ConnConfig = cfg.ConnConfig.Copy()
 	mode := pinTracerMode{check: cfg.PinCheck != PinCheckOff, refuse: cfg.PinCheck == PinCheckError, audit: cfg.SessionAudit}
-	if mode.check || mode.audit {
+	switch {
+	case !mode.check && !mode.audit:
+	case cfg.sharedPins != nil:
+		p.pins = cfg.sharedPins
+	default:
 		// The audit reports through the checker's queue even with the check off.
 		p.pins = newPinChecker(cfg.Logger, cfg.PinHandler)
 		p.pins.onPin = p.tel.onPin

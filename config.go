@@ -119,6 +119,22 @@ type Config struct {
 	// was parsed; it selects the Lambda defaults.
 	InLambda bool
 
+	// ReadHost is the proxy's read-only endpoint, host or host:port, for
+	// the reader pool of [OpenCluster]. DSN key read_host. Default: none
+	// (Cluster.Reader is the writer pool). Open, NewConnector and
+	// NewPgxpoolConfig refuse it.
+	ReadHost string
+
+	// ReadFallback is what reads on Cluster.Reader do when the read-only
+	// endpoint takes no connection. DSN key read_fallback. Default:
+	// [ReadFallbackOff]. Open, NewConnector and NewPgxpoolConfig refuse
+	// [ReadFallbackWriter].
+	ReadFallback ReadFallbackMode
+
+	// sharedPins is the pinning check of another pool of the same Cluster,
+	// used instead of a new one (OpenCluster sets it on the reader's Config).
+	sharedPins *pinChecker
+
 	iamOpts    hidden[*iamOptions] // nil until an IAM option is given; see editIAM
 	password   hidden[string]      // the connection string's password, set at each dial (installAuth)
 	parsedPool *pgxpool.Config     // made by pgxpool.ParseConfig in ParseConfig, which is the only way to make one: buildPool copies it

@@ -104,6 +104,9 @@ func newConnector(cfg *Config, opts []Option, knobsSetByOpen bool) (*Connector, 
 	if err := cfg.apply(opts); err != nil {
 		return nil, err
 	}
+	if err := cfg.checkOneEndpoint(); err != nil {
+		return nil, err
+	}
 	parts, err := buildPool(cfg, true)
 	if err != nil {
 		return nil, err

@@ -23,7 +23,8 @@ agree with the driver's pool. Nothing is dialed until the first query.
 	defer db.Close()
 
 The connection string is anything pgx accepts plus rdsproxy's keys (iam,
-aws_region, pin_check and five of pgxpool's pool_* keys), validated up front
+aws_region, pin_check, five of pgxpool's pool_* keys, and read_host and
+read_fallback for [OpenCluster]), validated up front
 and never sent to the server: a bad value is a [ConfigError] naming the key
 and the accepted values, never the password. An [Option] such as
 [WithMaxConns] wins over the DSN.
@@ -38,6 +39,16 @@ after 30 seconds with [ErrPoolWaitTimeout]. database/sql gets pgx's own *stdlib.
 unwrapped: (*sql.Conn).Raw yields *stdlib.Conn, so CopyFrom, notifications
 and every optional driver interface keep working.
 
+# Reader endpoint
+
+[OpenCluster] opens the proxy's default endpoint and its read-only endpoint
+(DSN key read_host) as two pools, [Cluster.Writer] and [Cluster.Reader], that
+share the token source, the pinning check and the telemetry providers. The
+application picks the pool for each statement; a write on the reader fails
+with SQLSTATE 25006, which [IsReadOnlyViolation] recognises. With
+read_fallback=writer, reads are served by the writer pool while the
+read-only endpoint takes no connection.
+
 # IAM authentication
 
 With iam=true every new physical connection authenticates with an RDS IAM
@@ -45,10 +56,14 @@ token signed by the AWS SDK for its host, port and user, with credentials
 from the SDK's default chain unless [WithAWSConfig], [WithCredentialsProvider]
 or [WithTokenFunc] says otherwise. A [TokenSource] caches the token, reuses it
 while more than 3 minutes of its 15 are left and its credentials do not
-expire sooner, and lets concurrent dials that miss share one signing.
-Connectors in one process can share a source:
+expire sooner, and lets concurrent dials that miss share one signing. Every
+connector on the default chain shares one process-wide source,
+[DefaultTokenSource]: one load of the AWS configuration per process, at the
+first dial, and one signing per endpoint and user per refresh window, however
+many *sql.DB values are open. Connectors given credentials can share a source
+explicitly:
 
-	tokens := rdsproxy.NewTokenSource(rdsproxy.TokenSourceOptions{})
+	tokens := rdsproxy.NewTokenSource(rdsproxy.TokenSourceOptions{Credentials: creds})
 	orders, err := rdsproxy.Open(ordersDSN, rdsproxy.WithTokenSource(tokens))
 	...
 	billing, err := rdsproxy.Open(billingDSN, rdsproxy.WithTokenSource(tokens))

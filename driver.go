@@ -78,15 +78,5 @@ func Open(dsn string, opts ...Option) (*sql.DB, error) {
 	if err != nil {
 		return nil, err
 	}
-	db := sql.OpenDB(c)
-	c.tel.observeDB(db) // db.client.connection.count tells held connections from database/sql's idle ones
-	n := int(c.cfg.MaxConns)
-	db.SetMaxOpenConns(n)
-	db.SetMaxIdleConns(n)
-	db.SetConnMaxIdleTime(c.cfg.MaxConnIdleTime)
-	// The longest a connection can live under the jittered policy; the policy
-	// retires each connection at its own jittered deadline before this, so
-	// database/sql's unjittered lifetime never retires a fleet in lockstep.
-	db.SetConnMaxLifetime(c.cfg.MaxConnLifetime + c.cfg.MaxConnLifetimeJitter)
-	return db, nil
+	return dbOver(c, c), nil
 }

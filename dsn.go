@@ -23,7 +23,7 @@ import (
 // reservedPrefixes are name spaces rdsproxy owns: an unknown key under one of
 // them is almost certainly a typo of ours, so it is an error rather than a
 // startup parameter silently sent to the server (which RDS Proxy would refuse).
-var reservedPrefixes = []string{"iam", "aws_", "pin_", "pool_", "rdsproxy"}
+var reservedPrefixes = []string{"iam", "aws_", "pin_", "pool_", "read_", "rdsproxy"}
 
 // defaultSSLMode is used when neither the DSN nor PGSSLMODE names an sslmode.
 // pgx's own default is prefer, which silently falls back to plaintext; RDS Proxy

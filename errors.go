@@ -119,6 +119,21 @@ func IsBorrowTimeout(err error) bool {
 	return errors.As(err, &pgErr) && strings.HasPrefix(pgErr.Message, borrowTimeoutText)
 }
 
+// readOnlySQLTransaction is SQLSTATE 25006, read_only_sql_transaction: a
+// write sent to an Aurora reader (the proxy's read-only endpoint), or inside
+// a read-only transaction.
+const readOnlySQLTransaction = "25006"
+
+// IsReadOnlyViolation reports whether err is the server refusing a write in
+// a read-only session or transaction (SQLSTATE 25006), as a write sent to
+// the proxy's read-only endpoint ([Cluster.Reader]) is refused. Such a
+// statement belongs on [Cluster.Writer]; it was not executed, so running it
+// there is safe.
+func IsReadOnlyViolation(err error) bool {
+	var pgErr *pgconn.PgError
+	return errors.As(err, &pgErr) && pgErr.Code == readOnlySQLTransaction
+}
+
 // borrowTimeoutError is the proxy's error, made to match ErrBorrowTimeout and
 // to carry its advice; the original stays reachable with errors.As.
 type borrowTimeoutError struct{ err error }

@@ -78,8 +78,10 @@ func ExampleNewPgxpoolConfig() {
 	log.Printf("max conns %d, lifetime %v + up to %v", cfg.MaxConns, cfg.MaxConnLifetime, cfg.MaxConnLifetimeJitter)
 }
 
-// Connectors in one process share one token cache, so a cold start signs
-// once per endpoint and user, not once per connector. (Compile-only.)
+// Connectors on the default credential chain already share one token cache,
+// [rdsproxy.DefaultTokenSource]. A source of your own (with credentials or a
+// margin of its own) is shared like this, so that a cold start signs once per
+// endpoint and user, not once per connector. (Compile-only.)
 func ExampleNewTokenSource() {
 	tokens := rdsproxy.NewTokenSource(rdsproxy.TokenSourceOptions{})
 	orders, err := rdsproxy.Open("postgres://orders@my-proxy.proxy-abc.us-east-1.rds.amazonaws.com:5432/orders?iam=true",

@@ -56,6 +56,9 @@ func NewPgxpoolConfig(dsn string, opts ...Option) (*pgxpool.Config, error) {
 	if err := cfg.apply(opts); err != nil {
 		return nil, err
 	}
+	if err := cfg.checkOneEndpoint(); err != nil {
+		return nil, err
+	}
 	parts, err := buildPool(cfg, false)
 	if err != nil {
 		return nil, err

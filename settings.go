@@ -25,6 +25,8 @@ const (
 	keyPoolMaxConnLifetimeJitter = "pool_max_conn_lifetime_jitter"
 	keyPoolMaxConnIdleTime       = "pool_max_conn_idle_time"
 	keyPoolHealthCheckPeriod     = "pool_health_check_period"
+	keyReadHost                  = "read_host"               // OpenCluster only
+	keyReadFallback              = "read_fallback"           // OpenCluster only
 	keyDefaultQueryExecMode      = "default_query_exec_mode" // pgx's own key; we only need to know if it was set
 )
 
@@ -40,6 +42,13 @@ const (
 )
 
 var acceptedMaxConns = fmt.Sprintf("a whole number from 1 to %d", maxMaxConns)
+
+// Accepted values of OpenCluster's keys.
+const (
+	acceptedReadHost = "the read-only endpoint's host name or address, optionally with :port " +
+		"(IPv6 as [addr]:port), one endpoint only"
+	acceptedReadFallback = "off or writer"
+)
 
 // setting is one of rdsproxy's own settings: its DSN key, the Option that
 // sets it and the Config field that holds it. The DSN and the options only
@@ -177,6 +186,34 @@ var settings = []setting{
 		value:      func(c *Config) string { return c.HealthCheckPeriod.String() },
 		valid: func(c *Config) bool {
 			return c.HealthCheckPeriod >= minHealthCheckPeriod && c.HealthCheckPeriod <= maxHealthCheckPeriod
+		},
+	},
+	{
+		// Empty by default: Cluster.Reader is the writer pool. Only
+		// OpenCluster opens it; the other constructors refuse it
+		// (checkOneEndpoint) rather than ignore it.
+		key: keyReadHost, field: "ReadHost", accepted: acceptedReadHost,
+		setDefault: func(c *Config) { c.ReadHost = "" },
+		parse:      func(c *Config, v string) bool { c.ReadHost = v; return true },
+		value:      func(c *Config) string { return c.ReadHost },
+		omit:       func(c *Config) bool { return c.ReadHost == "" },
+		valid: func(c *Config) bool {
+			if c.ReadHost == "" {
+				return true
+			}
+			_, _, err := parseReadHost(c.ReadHost)
+			return err == nil
+		},
+	},
+	{
+		// off by default: the writer may have no room for the reads, and a
+		// reader outage should be seen.
+		key: keyReadFallback, field: "ReadFallback", accepted: acceptedReadFallback,
+		setDefault: func(c *Config) { c.ReadFallback = ReadFallbackOff },
+		parse:      func(c *Config, v string) bool { c.ReadFallback = ReadFallbackMode(v); return true },
+		value:      func(c *Config) string { return string(c.ReadFallback) },
+		valid: func(c *Config) bool {
+			return c.ReadFallback == ReadFallbackOff || c.ReadFallback == ReadFallbackWriter
 		},
 	},
 }

@@ -52,6 +52,10 @@ var settingValues = map[string][]struct {
 	keyPoolMaxConnLifetimeJitter: {{"0s", true}, {"1h", true}, {"-1s", false}, {"23h30m", false}},
 	keyPoolMaxConnIdleTime:       {{"1s", true}, {"24h", true}, {"999ms", false}, {"24h1s", false}},
 	keyPoolHealthCheckPeriod:     {{"1s", true}, {"24h", true}, {"0s", false}, {"24h1s", false}},
+	// OpenCluster's keys: NewConnector refuses a reader endpoint, valid or
+	// not (TestClusterKeys covers OpenCluster).
+	keyReadHost:     {{"reader.example.com", false}, {"reader.example.com:6432", false}, {"a:0", false}, {"a,b", false}},
+	keyReadFallback: {{"off", true}, {"writer", false}, {"on", false}, {"", false}},
 }
 
 // TestSettingThreeWays: each key, set in the DSN, by its Option, or directly

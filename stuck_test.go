@@ -323,9 +323,12 @@ func TestOverflowObservable(t *testing.T) {
 	require.EqualValues(t, 1, c.policy.registry.overflowDials.Load())
 	_, err = waiter.ExecContext(ctx, "SET search_path TO public")
 	require.NoError(t, err)
-	mu.Lock()
-	require.Len(t, pins, 1, "the pinning check runs on an overflow connection")
-	mu.Unlock()
+	// Pin events are delivered on the checker's background goroutine.
+	require.Eventually(t, func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return len(pins) == 1
+	}, 30*time.Second, 5*time.Millisecond, "the pinning check runs on an overflow connection")
 
 	require.NoError(t, held.Close())
 	require.NoError(t, waiter.Close())

@@ -43,9 +43,12 @@ type TokenSourceOptions struct {
 // TokenSource mints RDS IAM tokens with aws-sdk-go-v2 and caches them per
 // region, host, port and user. A token is reused while more than the margin
 // of its 15 minutes is left and its credentials do not expire within the
-// margin; concurrent misses share one signing. Each connector has its own
-// unless [WithTokenSource] shares one, as many *sql.DB values in one process
-// should.
+// margin; concurrent misses share one signing.
+//
+// Every connector that signs with the default credential chain shares one
+// process-wide source, [DefaultTokenSource]. A connector given credentials
+// ([WithCredentialsProvider], [WithAWSConfig]) has a source of its own, and
+// [WithTokenSource] shares one explicitly.
 type TokenSource struct {
 	src      *iamauth.Source
 	margin   time.Duration // as given, checked by WithTokenSource
@@ -74,6 +77,32 @@ func newTokenSource(opts TokenSourceOptions, sign iamauth.SignFunc) *TokenSource
 		},
 	})
 	return ts
+}
+
+// defaultSource is the process-wide source, created on first use.
+var defaultSource struct {
+	mu sync.Mutex
+	ts *TokenSource
+}
+
+// DefaultTokenSource returns the process-wide TokenSource that every
+// connector with iam=true and no credentials, aws.Config, TokenSource or
+// TokenFunc option signs with: one cache and one load of the default AWS
+// configuration (config.LoadDefaultConfig) per process, however many *sql.DB
+// values are opened, plain sql.Open included. The configuration is loaded at
+// the first dial that needs a token, never before, so a process that opens a
+// database and never uses it makes no AWS call.
+//
+// Within one process this means one signing per endpoint and user per
+// refresh window (the token's 15 minutes less the 3-minute margin, or less
+// when the credentials expire sooner). Its Signings counts them.
+func DefaultTokenSource() *TokenSource {
+	defaultSource.mu.Lock()
+	defer defaultSource.mu.Unlock()
+	if defaultSource.ts == nil {
+		defaultSource.ts = NewTokenSource(TokenSourceOptions{})
+	}
+	return defaultSource.ts
 }
 
 // Signings returns how many tokens this source has signed.
@@ -270,8 +299,12 @@ func installAuth(cfg *Config, pc *pgxpool.Config) (*iamState, error) {
 	}
 	cfg.AWSRegion = region
 	ts := o.source
-	if ts == nil {
+	switch {
+	case ts != nil:
+	case o.creds != nil:
 		ts = NewTokenSource(TokenSourceOptions{Credentials: o.creds})
+	default:
+		ts = DefaultTokenSource()
 	}
 	cc := cfg.ConnConfig
 	iam := &iamState{tokens: ts, key: iamauth.Key{Region: region, Host: cc.Host, Port: cc.Port, User: cc.User}}

@@ -116,3 +116,27 @@ func CAFile(tb testing.TB, p *proxyemu.Proxy) string {
 	}
 	return ca
 }
+
+// Cluster starts two emulator doors on the test database, the second
+// standing for the proxy's read-only endpoint (opts apply to both), and
+// returns them with an iam=true DSN for the first whose read_host names the
+// second and whose sslrootcert trusts both doors' CAs, for
+// rdsproxy.OpenCluster.
+func Cluster(tb testing.TB, opts ...Option) (writer, reader *proxyemu.Proxy, dsn string) {
+	tb.Helper()
+	writer, dsn = Start(tb, opts...)
+	reader, _ = Start(tb, append(opts[:len(opts):len(opts)], ReadOnly())...)
+	ca := filepath.Join(tb.TempDir(), "proxy-cas.pem")
+	if err := os.WriteFile(ca, append(writer.CAPEM(), reader.CAPEM()...), 0o600); err != nil {
+		tb.Fatalf("write the emulators' CAs: %v", err)
+	}
+	u, err := url.Parse(dsn)
+	if err != nil {
+		tb.Fatalf("emulator DSN: %v", err)
+	}
+	q := u.Query()
+	q.Set("sslrootcert", ca)
+	q.Set("read_host", reader.Addr())
+	u.RawQuery = q.Encode()
+	return writer, reader, u.String()
+}
