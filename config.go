@@ -29,7 +29,7 @@ const (
 	// pgxpool connection that ran it the session state keeps working, and
 	// the connection is never handed to a later checkout. A client session
 	// RDS Proxy pinned stays pinned until it closes, so closing it is the
-	// only way to give the proxy its database connection back (pinmode.go).
+	// only way to give the proxy its database connection back (pinmode_retire.go).
 	PinCheckRetire PinCheckMode = "retire"
 	// PinCheckError refuses a pinning statement before it is sent: it fails
 	// with an error matching [ErrPinning]. For tests and CI.

@@ -89,7 +89,7 @@ const (
 	retireBroken
 	retireSibling  // open before a sibling died at the server's hand (poolPolicy.deaths)
 	retireOverflow // an overflow connection opened past the cap (overflow.go), at its first reuse
-	retirePinned   // ran a statement that pins the proxy session, under pin_check=retire (pinmode.go)
+	retirePinned   // ran a statement that pins the proxy session, under pin_check=retire (pinmode_retire.go)
 	retireAudit    // the session audit found state left on the backend (audit.go)
 )
 
@@ -135,7 +135,7 @@ type connState struct {
 	deathsSeen atomic.Uint64 // poolPolicy.deaths when this connection was opened
 	opName     atomic.Uint32 // its index in opNames
 	retire     atomic.Uint32 // a retireReason, set (once) when the connection must go
-	flags      atomic.Uint32 // flagHandBack, flagDead, flagOverflow
+	flags      atomic.Uint32 // the flag* bits below
 	active     atomic.Bool   // running a statement or inside a transaction (overflow.go)
 }
 
@@ -144,9 +144,9 @@ const (
 	flagHandBack   uint32 = 1 << iota // give this connection to a waiting caller instead of reusing it (fairness)
 	flagDead                          // its death was counted in poolPolicy.deaths (once per connection)
 	flagOverflow                      // opened past the cap for a stuck caller (overflow.go); retired at its first reuse
-	flagPinned                        // ran a statement that pins the proxy session (the pinned gauge, pinmode.go)
+	flagPinned                        // ran a statement that pins the proxy session (the pinned gauge, pinmode_retire.go)
 	flagCheckedOut                    // handed out once
-	flagReused                        // handed out again since (pinmode.go's churn guard)
+	flagReused                        // handed out again since (pinmode_retire.go's churn guard)
 )
 
 const customDataKey = "rdsproxy.conn"
