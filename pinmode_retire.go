@@ -2,6 +2,17 @@
 
 // pin_check=retire: retiring the connection that ran a pinning statement,
 // within the churn guard's limits.
+//
+// The connection is marked before the statement is sent, and closed at the
+// earliest point the library can tell nobody holds it: under pgxpool
+// (NewPgxpoolConfig) its release, through AfterRelease. Under database/sql
+// the driver is not told when database/sql takes a connection back (pgx's
+// *stdlib.Conn, handed out unwrapped, has no driver.Validator), so it is its
+// next checkout: stdlib's ShouldPing and ResetSession hooks find the mark and
+// database/sql discards the connection and takes another, before anything
+// runs on it. If database/sql closes it first (its idle limit, a full free
+// list, DB.Close), pgxpool's release destroys it. The holder (*sql.Conn,
+// Tx, pgxpool.Conn) keeps the connection, and its session state, until then.
 
 package rdsproxy
 
