@@ -57,7 +57,6 @@ func buildPool(cfg *Config, forDatabaseSQL bool) (*poolParts, error) {
 	default:
 		// The audit reports through the checker's queue even with the check off.
 		p.pins = newPinChecker(cfg.Logger, cfg.PinHandler)
-		p.pins.onPin = p.tel.onPin
 	}
 	if forDatabaseSQL {
 		p.policy = &poolPolicy{

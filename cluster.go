@@ -24,10 +24,9 @@ const readerPoolSuffix = "-reader"
 // [OpenCluster].
 //
 // The two pools share one IAM token source, one pinning check (each
-// pinning statement is reported once, whichever pool ran it, and its
-// executions are counted under the writer pool's name) and the telemetry
-// providers; their other metrics carry distinct
-// db.client.connection.pool.name values: each endpoint's default name, or,
+// pinning statement is reported once, whichever pool ran it) and the
+// telemetry providers; their metrics, the pinning counter included, carry
+// distinct db.client.connection.pool.name values: each endpoint's default name, or,
 // when the two would be equal (WithPoolName, or one endpoint given twice),
 // the writer's followed by -reader for the reader.
 //

@@ -275,7 +275,8 @@ func TestClusterKeys(t *testing.T) {
 }
 
 // TestClusterSharesPinningCheck: the two pools share one pinning check, so a
-// pinning statement run on both is reported once.
+// pinning statement run on both is reported once, and each execution is
+// counted under the pool that ran it.
 func TestClusterSharesPinningCheck(t *testing.T) {
 	u, err := url.Parse(testdb.Require(t))
 	require.NoError(t, err)
@@ -285,17 +286,41 @@ func TestClusterSharesPinningCheck(t *testing.T) {
 	u.RawQuery = q.Encode()
 	var mu sync.Mutex
 	var events []rdsproxy.PinEvent
+	reader := sdkmetric.NewManualReader()
+	mp := sdkmetric.NewMeterProvider(sdkmetric.WithReader(reader))
+	t.Cleanup(func() { _ = mp.Shutdown(context.Background()) })
 	cl, err := rdsproxy.OpenCluster(u.String(), rdsproxy.WithLogger(slog.New(slog.DiscardHandler)),
+		rdsproxy.WithMeterProvider(mp), rdsproxy.WithPoolName("orders"),
 		rdsproxy.WithPinHandler(func(e rdsproxy.PinEvent) { mu.Lock(); events = append(events, e); mu.Unlock() }))
 	require.NoError(t, err)
 	for _, db := range []*sql.DB{cl.Writer(), cl.Reader(), cl.Writer()} {
 		_, err := db.Exec("SET statement_timeout = 5000")
 		require.NoError(t, err)
 	}
+	var rm metricdata.ResourceMetrics
+	require.NoError(t, reader.Collect(context.Background(), &rm))
+	require.Equal(t, map[string]int64{"orders": 2, "orders-reader": 1}, pinningByPool(rm))
 	require.NoError(t, cl.Close()) // delivers pending reports
 	mu.Lock()
 	defer mu.Unlock()
 	require.Len(t, events, 1, "one report for one statement, whichever pool ran it: %+v", events)
+}
+
+// pinningByPool sums rdsproxy.pinning.statements by pool name.
+func pinningByPool(rm metricdata.ResourceMetrics) map[string]int64 {
+	out := map[string]int64{}
+	for _, sm := range rm.ScopeMetrics {
+		for _, m := range sm.Metrics {
+			if m.Name != "rdsproxy.pinning.statements" {
+				continue
+			}
+			for _, p := range m.Data.(metricdata.Sum[int64]).DataPoints {
+				v, _ := p.Attributes.Value(attribute.Key("db.client.connection.pool.name"))
+				out[v.AsString()] += p.Value
+			}
+		}
+	}
+	return out
 }
 
 // TestClusterReadFallbackOnBorrowTimeout: the proxy's borrow-timeout answer

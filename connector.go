@@ -176,7 +176,7 @@ func (c *Connector) Connect(ctx context.Context) (driver.Conn, error) {
 		return nil, classifyError(err) // the proxy's borrow timeout matches ErrBorrowTimeout
 	}
 	if sc, ok := conn.(*stdlib.Conn); ok && c.cfg.PinCheck == PinCheckError {
-		return &refusingConn{stdConn: sc, pins: c.pins}, nil
+		return &refusingConn{stdConn: sc, pins: c.pins, tel: c.tel}, nil
 	}
 	return conn, nil
 }

@@ -148,7 +148,6 @@ type pinNotice struct {
 type pinChecker struct {
 	logger  *slog.Logger // nil: slog.Default() at delivery time
 	handler func(PinEvent)
-	onPin   func(v *pinVerdict, kind string) // counts every execution of a pinning statement; may be nil
 
 	// verdicts maps statement text (or hashKey for long texts) to
 	// *pinVerdict, for query and batch statements; prepared does the same
@@ -189,10 +188,12 @@ func newPinChecker(logger *slog.Logger, handler func(PinEvent)) *pinChecker {
 }
 
 // check looks sql up in the verdict cache and, the first time it sees a
-// pinning statement, queues a report. It returns the verdict of a statement
-// that pins, nil for one that does not. It never fails and never touches the
-// statement's arguments.
-func (p *pinChecker) check(sql, kind string) *pinVerdict {
+// pinning statement, queues a report. Every execution of a pinning statement
+// is counted on tel, the telemetry of the pool that runs it: a checker shared
+// by a cluster's writer and reader counts each under its own pool name. It
+// returns the verdict of a statement that pins, nil for one that does not. It
+// never fails and never touches the statement's arguments.
+func (p *pinChecker) check(sql, kind string, tel *telemetry) *pinVerdict {
 	cache := &p.verdicts
 	if kind == PinKindPrepare {
 		cache = &p.prepared
@@ -205,9 +206,7 @@ func (p *pinChecker) check(sql, kind string) *pinVerdict {
 		if v == any(cleanVerdict) {
 			return nil // hot path: one lock-free lookup, no allocation
 		}
-		if p.onPin != nil {
-			p.onPin(v.(*pinVerdict), kind)
-		}
+		tel.onPin(v.(*pinVerdict), kind)
 		return v.(*pinVerdict)
 	}
 	v := p.analyze(sql, kind)
@@ -215,18 +214,14 @@ func (p *pinChecker) check(sql, kind string) *pinVerdict {
 		if stored == any(cleanVerdict) {
 			return nil
 		}
-		if p.onPin != nil {
-			p.onPin(stored.(*pinVerdict), kind)
-		}
+		tel.onPin(stored.(*pinVerdict), kind)
 		return stored.(*pinVerdict) // a concurrent check stored it first and reports it
 	}
 	p.account(len(key))
 	if v == cleanVerdict {
 		return nil
 	}
-	if p.onPin != nil {
-		p.onPin(v, kind)
-	}
+	tel.onPin(v, kind)
 	p.report(v)
 	return v
 }

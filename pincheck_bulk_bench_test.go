@@ -23,7 +23,7 @@ func BenchmarkPinCheckBulkStatement(b *testing.B) {
 				i++
 				sql := "INSERT INTO t (id, v) VALUES (" + strconv.Itoa(i) + ", 'first')" + rows
 				b.StartTimer()
-				p.check(sql, PinKindQuery)
+				p.check(sql, PinKindQuery, nil)
 			}
 		})
 	}

@@ -78,7 +78,7 @@ func TestPinCheckRateLimit(t *testing.T) {
 	p.warnLimit = 3
 
 	for i := range 5 {
-		p.check(fmt.Sprintf("LISTEN chan_%d", i), PinKindQuery)
+		p.check(fmt.Sprintf("LISTEN chan_%d", i), PinKindQuery, nil)
 	}
 	settle(t, p)
 	logs, events := recs.snapshot()
@@ -89,21 +89,21 @@ func TestPinCheckRateLimit(t *testing.T) {
 	}
 
 	clk.Advance(p.window - time.Nanosecond)
-	p.check("LISTEN chan_5", PinKindQuery)
+	p.check("LISTEN chan_5", PinKindQuery, nil)
 	settle(t, p)
 	logs, events = recs.snapshot()
 	require.Len(t, events, 6)
 	require.Len(t, logs, 3, "still inside the window")
 
 	clk.Advance(time.Nanosecond)
-	p.check("LISTEN chan_6", PinKindQuery)
+	p.check("LISTEN chan_6", PinKindQuery, nil)
 	settle(t, p)
 	logs, _ = recs.snapshot()
 	require.Len(t, logs, 4, "a new window allows warnings again")
 	require.EqualValues(t, 3, logs[3]["suppressed"], "chan_3, chan_4 and chan_5 were suppressed")
 	require.Equal(t, "LISTEN chan_6", logs[3]["fingerprint"])
 
-	p.check("LISTEN chan_7", PinKindQuery)
+	p.check("LISTEN chan_7", PinKindQuery, nil)
 	settle(t, p)
 	logs, _ = recs.snapshot()
 	require.NotContains(t, logs[4], "suppressed", "the count is reported once")
@@ -117,13 +117,13 @@ func TestPinCheckDedup(t *testing.T) {
 	clk := testclock.New(time.Unix(0, 0))
 	p := newTestChecker(&recs, clk)
 	for i := range 50 {
-		p.check(fmt.Sprintf("SELECT pg_advisory_lock(%d)", i), PinKindQuery)
-		p.check(fmt.Sprintf("SELECT pg_advisory_lock(%d)", i), PinKindBatch)
-		p.check("SELECT 1", PinKindQuery)
+		p.check(fmt.Sprintf("SELECT pg_advisory_lock(%d)", i), PinKindQuery, nil)
+		p.check(fmt.Sprintf("SELECT pg_advisory_lock(%d)", i), PinKindBatch, nil)
+		p.check("SELECT 1", PinKindQuery, nil)
 	}
-	p.check("SELECT pg_advisory_lock(7)", PinKindPrepare)
-	p.check("SELECT 1", PinKindPrepare)
-	p.check("SELECT 1", PinKindPrepare)
+	p.check("SELECT pg_advisory_lock(7)", PinKindPrepare, nil)
+	p.check("SELECT 1", PinKindPrepare, nil)
+	p.check("SELECT 1", PinKindPrepare, nil)
 	settle(t, p)
 	logs, events := recs.snapshot()
 	require.Len(t, events, 3)
@@ -155,8 +155,8 @@ func TestPinCheckConcurrent(t *testing.T) {
 		go func() {
 			defer wg.Done()
 			for i := range 200 {
-				p.check(fmt.Sprintf("DECLARE c%d CURSOR FOR SELECT 1", i%20), PinKindQuery)
-				p.check(fmt.Sprintf("SELECT %d", g), PinKindQuery)
+				p.check(fmt.Sprintf("DECLARE c%d CURSOR FOR SELECT 1", i%20), PinKindQuery, nil)
+				p.check(fmt.Sprintf("SELECT %d", g), PinKindQuery, nil)
 			}
 		}()
 	}
@@ -170,11 +170,11 @@ func TestPinCheckConcurrent(t *testing.T) {
 func TestPinCheckCachedCleanDoesNotAllocate(t *testing.T) {
 	p := newPinChecker(slog.New(slog.DiscardHandler), nil)
 	const q = "SELECT id, email FROM users WHERE id = $1"
-	p.check(q, PinKindQuery)
-	p.check("UPDATE accounts SET balance = balance - $1 WHERE id = $2", PinKindBatch)
+	p.check(q, PinKindQuery, nil)
+	p.check("UPDATE accounts SET balance = balance - $1 WHERE id = $2", PinKindBatch, nil)
 	require.Zero(t, testing.AllocsPerRun(1000, func() {
-		p.check(q, PinKindQuery)
-		p.check("UPDATE accounts SET balance = balance - $1 WHERE id = $2", PinKindBatch)
+		p.check(q, PinKindQuery, nil)
+		p.check("UPDATE accounts SET balance = balance - $1 WHERE id = $2", PinKindBatch, nil)
 	}))
 }
 
@@ -183,7 +183,7 @@ func TestPinCheckCachedCleanDoesNotAllocate(t *testing.T) {
 func TestPinCheckCacheIsBounded(t *testing.T) {
 	p := newPinChecker(slog.New(slog.DiscardHandler), nil)
 	for i := range maxPinVerdicts + 10 {
-		p.check("SELECT "+fmt.Sprint(i), PinKindQuery)
+		p.check("SELECT "+fmt.Sprint(i), PinKindQuery, nil)
 	}
 	require.LessOrEqual(t, p.entries.Load(), int64(maxPinVerdicts))
 	n := 0
@@ -191,7 +191,7 @@ func TestPinCheckCacheIsBounded(t *testing.T) {
 	require.LessOrEqual(t, n, maxPinVerdicts)
 
 	long := "SELECT '" + strings.Repeat("x", 2*pinning.MaxStatementBytes) + "'"
-	p.check(long, PinKindQuery)
+	p.check(long, PinKindQuery, nil)
 	p.verdicts.Range(func(k, _ any) bool {
 		require.LessOrEqual(t, len(k.(string)), maxPinKeyBytes, "a long statement is cached under a short key")
 		return true
@@ -208,7 +208,7 @@ func TestPinCheckLongStatement(t *testing.T) {
 	p := newTestChecker(&recs, clk)
 	long := "INSERT INTO t VALUES ('" + strings.Repeat("secret ", 3000) + "')"
 	for range 3 {
-		p.check(long, PinKindQuery)
+		p.check(long, PinKindQuery, nil)
 	}
 	settle(t, p)
 	_, events := recs.snapshot()
@@ -232,9 +232,9 @@ func TestPinHandlerGoexitDoesNotWedgeDelivery(t *testing.T) {
 			runtime.Goexit()
 		}
 	})
-	p.check("LISTEN a", PinKindQuery)
+	p.check("LISTEN a", PinKindQuery, nil)
 	settle(t, p)
-	p.check("LISTEN b", PinKindQuery)
+	p.check("LISTEN b", PinKindQuery, nil)
 	settle(t, p)
 	mu.Lock()
 	defer mu.Unlock()

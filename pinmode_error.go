@@ -70,6 +70,7 @@ func refuse(ctx context.Context, v *pinVerdict) context.Context {
 type refusingConn struct {
 	*stdConn
 	pins *pinChecker
+	tel  *telemetry // the pool's, for the pinning counter
 }
 
 // stdConn names *stdlib.Conn's embedded field apart from its Conn method,
@@ -87,14 +88,14 @@ var (
 )
 
 func (c *refusingConn) ExecContext(ctx context.Context, query string, args []driver.NamedValue) (driver.Result, error) {
-	if v := c.pins.check(query, PinKindQuery); v != nil {
+	if v := c.pins.check(query, PinKindQuery, c.tel); v != nil {
 		return nil, &pinningError{event: &v.event}
 	}
 	return c.stdConn.ExecContext(ctx, query, args)
 }
 
 func (c *refusingConn) QueryContext(ctx context.Context, query string, args []driver.NamedValue) (driver.Rows, error) {
-	if v := c.pins.check(query, PinKindQuery); v != nil {
+	if v := c.pins.check(query, PinKindQuery, c.tel); v != nil {
 		return nil, &pinningError{event: &v.event}
 	}
 	return c.stdConn.QueryContext(ctx, query, args)
@@ -103,7 +104,7 @@ func (c *refusingConn) QueryContext(ctx context.Context, query string, args []dr
 // PrepareContext refuses what database/sql would prepare: stdlib always
 // prepares a named server-side statement, which pins by itself.
 func (c *refusingConn) PrepareContext(ctx context.Context, query string) (driver.Stmt, error) {
-	if v := c.pins.check(query, PinKindPrepare); v != nil {
+	if v := c.pins.check(query, PinKindPrepare, c.tel); v != nil {
 		return nil, &pinningError{event: &v.event}
 	}
 	return c.stdConn.PrepareContext(ctx, query)

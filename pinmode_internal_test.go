@@ -46,14 +46,14 @@ func TestPinCheckModesParse(t *testing.T) {
 // never a literal.
 func TestPinningErrorText(t *testing.T) {
 	p := newPinChecker(slog.New(slog.DiscardHandler), nil)
-	v := p.check("SELECT pg_advisory_lock(31337)", PinKindQuery)
+	v := p.check("SELECT pg_advisory_lock(31337)", PinKindQuery, nil)
 	require.NotNil(t, v)
 	err := fmt.Errorf("wrapped: %w", &pinningError{event: &v.event})
 	require.ErrorIs(t, err, ErrPinning)
 	require.NotContains(t, err.Error(), "31337")
 	require.Contains(t, err.Error(), "advisory_lock")
 	require.Contains(t, err.Error(), "SELECT pg_advisory_lock(?)")
-	require.Nil(t, p.check("SELECT 1", PinKindQuery))
+	require.Nil(t, p.check("SELECT 1", PinKindQuery, nil))
 
 	ctx := refuse(t.Context(), v)
 	<-ctx.Done()
@@ -65,8 +65,8 @@ func TestChurnGuardStreak(t *testing.T) {
 	var logs bytes.Buffer
 	g := newChurnGuard(slog.New(slog.NewTextHandler(&logs, nil)))
 	p := newPinChecker(slog.New(slog.DiscardHandler), nil)
-	every := p.check("SET search_path TO tenant_1", PinKindQuery)
-	some := p.check("SELECT set_config('x.y', '1', false)", PinKindQuery)
+	every := p.check("SET search_path TO tenant_1", PinKindQuery, nil)
+	some := p.check("SELECT set_config('x.y', '1', false)", PinKindQuery, nil)
 	for i := 0; i < pinChurnStreak-1; i++ {
 		require.True(t, g.allow(every, true))
 		require.True(t, g.allow(some, false), "a statement run later in a connection's life is no churn")
@@ -84,7 +84,7 @@ func TestChurnGuardCeiling(t *testing.T) {
 	now := time.Unix(1_000_000, 0)
 	g.now = func() time.Time { return now }
 	p := newPinChecker(slog.New(slog.DiscardHandler), nil)
-	v := p.check("LISTEN jobs", PinKindQuery)
+	v := p.check("LISTEN jobs", PinKindQuery, nil)
 	for i := 0; i < pinRetireCeiling; i++ {
 		require.True(t, g.allow(v, false), "retirement %d", i)
 	}

@@ -22,20 +22,20 @@ func BenchmarkPinCheckCached(b *testing.B) {
 	} {
 		b.Run(s.name, func(b *testing.B) {
 			p := newPinChecker(slog.New(slog.DiscardHandler), nil)
-			p.check(s.sql, PinKindQuery)
+			p.check(s.sql, PinKindQuery, nil)
 			b.ReportAllocs()
 			for b.Loop() {
-				p.check(s.sql, PinKindQuery)
+				p.check(s.sql, PinKindQuery, nil)
 			}
 		})
 	}
 	b.Run("clean-long-parallel", func(b *testing.B) {
 		p := newPinChecker(slog.New(slog.DiscardHandler), nil)
-		p.check(benchCleanSQL, PinKindQuery)
+		p.check(benchCleanSQL, PinKindQuery, nil)
 		b.ReportAllocs()
 		b.RunParallel(func(pb *testing.PB) {
 			for pb.Next() {
-				p.check(benchCleanSQL, PinKindQuery)
+				p.check(benchCleanSQL, PinKindQuery, nil)
 			}
 		})
 	})
@@ -48,7 +48,7 @@ func BenchmarkPinCheckUncachedClean(b *testing.B) {
 	b.ReportAllocs()
 	for b.Loop() {
 		p.verdicts.Clear()
-		p.check(benchCleanSQL, PinKindQuery)
+		p.check(benchCleanSQL, PinKindQuery, nil)
 	}
 }
 

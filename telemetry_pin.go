@@ -10,9 +10,12 @@ import (
 	semconv "go.opentelemetry.io/otel/semconv/v1.43.0"
 )
 
-// pinAttrs are the attribute options of the pinning counter for one verdict:
-// per kind (query, batch, prepare), one per reason.
-type pinAttrs [3][]metric.MeasurementOption
+// pinAttrs are the attribute options of the pinning counter for one verdict
+// and one pool (owner): per kind (query, batch, prepare), one per reason.
+type pinAttrs struct {
+	owner *telemetry
+	opts  [3][]metric.MeasurementOption
+}
 
 func pinKindIndex(kind string) int {
 	switch kind {
@@ -31,25 +34,28 @@ func (t *telemetry) onPin(v *pinVerdict, kind string) {
 	if t == nil || !t.pinned.Enabled(ctx) {
 		return
 	}
+	// The verdict keeps the first pool's attributes. Another pool sharing
+	// the checker (a cluster's reader) builds its own on each execution:
+	// pinning statements are the exception, not the hot path.
 	a := v.tel.Load()
-	if a == nil {
+	if a == nil || a.owner != t {
 		a = t.pinAttrsFor(v)
-		v.tel.Store(a)
+		v.tel.CompareAndSwap(nil, a)
 	}
-	for _, o := range a[pinKindIndex(kind)] {
+	for _, o := range a.opts[pinKindIndex(kind)] {
 		t.pinned.Add(ctx, 1, o)
 	}
 }
 
 func (t *telemetry) pinAttrsFor(v *pinVerdict) *pinAttrs {
-	var a pinAttrs
+	a := pinAttrs{owner: t}
 	for k, kind := range [...]string{PinKindQuery, PinKindBatch, PinKindPrepare} {
 		for _, r := range v.event.Reasons {
 			kv := []attribute.KeyValue{semconv.DBClientConnectionPoolName(t.poolName), attrPinReason.String(string(r)), attrPinKind.String(kind)}
 			if t.fingerprint {
 				kv = append(kv, attrFingerprint.String(v.event.Fingerprint))
 			}
-			a[k] = append(a[k], metric.WithAttributeSet(attribute.NewSet(kv...)))
+			a.opts[k] = append(a.opts[k], metric.WithAttributeSet(attribute.NewSet(kv...)))
 		}
 	}
 	return &a

@@ -146,7 +146,7 @@ func (t *pinTracer) TracePrepareEnd(_ context.Context, _ *pgx.Conn, _ pgx.TraceP
 // for the session audit.
 func (t *pinTracer) checked(ctx context.Context, conn *pgx.Conn, sql, kind string) context.Context {
 	if t.check {
-		if v := t.pins.check(sql, kind); v != nil {
+		if v := t.pins.check(sql, kind, t.tel); v != nil {
 			if t.refuse {
 				return refuse(ctx, v)
 			}
