@@ -98,6 +98,7 @@ func OpenCluster(dsn string, opts ...Option) (*Cluster, error) {
 	rc := newReaderConnector(r, w, fallback)
 	wdb := dbOver(w, w)
 	rdb := dbOver(rc, r)
+	rc.db, rc.writerDB = rdb, wdb
 	return &Cluster{writer: wdb, reader: rdb, rc: rc}, nil
 }
 

@@ -5,6 +5,7 @@ package rdsproxy
 import (
 	"context"
 	"crypto/tls"
+	"database/sql"
 	"database/sql/driver"
 	"errors"
 	"io"
@@ -46,6 +47,13 @@ type readerConnector struct {
 	fallback       bool
 	probeEvery     time.Duration // readerProbeInterval; tests shorten it
 	fallbacks      metric.Int64Counter
+
+	// db and writerDB are the cluster's two *sql.DB. During an episode both
+	// draw on the writer pool, and neither keeps idle connections: a
+	// connection goes back to the writer pool at release, where the next
+	// read or write takes it, instead of waiting in one *sql.DB's free list
+	// while a caller of the other waits at the writer pool's cap.
+	db, writerDB *sql.DB
 
 	mu         sync.Mutex
 	onWriter   bool        // an episode is under way: reads go to the writer
@@ -103,6 +111,16 @@ func (rc *readerConnector) fromWriter(ctx context.Context) (driver.Conn, error) 
 	}
 	if sc, ok := conn.(interface{ Conn() *pgx.Conn }); ok { // *stdlib.Conn, or its pin_check=error wrapper
 		rc.mu.Lock()
+		if !rc.onWriter {
+			// The episode ended while this read waited for the writer: give
+			// the connection back at its next reuse, as endEpisode did for
+			// the others.
+			if s := stateOf(sc.Conn()); s != nil {
+				s.flags.Or(flagHandBack)
+			}
+			rc.mu.Unlock()
+			return conn, nil
+		}
 		if len(rc.borrowed) >= 2*int(rc.writer.cfg.MaxConns) {
 			// Keep the list to the connections still open: a long episode
 			// with churn would otherwise grow it without bound.
@@ -123,6 +141,7 @@ func (rc *readerConnector) startEpisode(cause error) {
 		return
 	}
 	rc.onWriter = true
+	rc.setMaxIdle(0)
 	ctx, cancel := context.WithCancel(context.Background())
 	rc.stopProbe, rc.probeEnded = cancel, make(chan struct{})
 	go rc.probe(ctx, rc.probeEnded)
@@ -133,6 +152,24 @@ func (rc *readerConnector) startEpisode(cause error) {
 	logger.Warn("rdsproxy: the read-only endpoint takes no connection; reads go to the writer endpoint until it does "+
 		"(read_fallback=writer)", "reader_pool", rc.reader.tel.poolName, "writer_pool", rc.writer.tel.poolName,
 		"error_type", errorType(cause), "retry_every", rc.probeEvery)
+}
+
+// setMaxIdle sets both *sql.DB's idle limit: n, or with n < 0 back to each
+// pool's cap, as dbOver set it.
+func (rc *readerConnector) setMaxIdle(n int) {
+	for _, d := range []struct {
+		db *sql.DB
+		c  *Connector
+	}{{rc.db, rc.reader}, {rc.writerDB, rc.writer}} {
+		if d.db == nil {
+			continue
+		}
+		if n < 0 {
+			d.db.SetMaxIdleConns(int(d.c.cfg.MaxConns))
+		} else {
+			d.db.SetMaxIdleConns(n)
+		}
+	}
 }
 
 // probe tries the reader endpoint every probeEvery until it takes a
@@ -183,6 +220,7 @@ func (rc *readerConnector) endEpisode() {
 		}
 	}
 	rc.borrowed, rc.onWriter = nil, false
+	rc.setMaxIdle(-1)
 	rc.stopProbe()
 	rc.stopProbe = nil
 	logger := rc.reader.cfg.Logger
