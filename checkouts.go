@@ -33,7 +33,8 @@ const (
 	// the connections still out, for their holders to release them before it
 	// releases them itself. A holder blocked on the socket gets an error at
 	// once and releases its connection; releasing it from under a holder that
-	// is still using it would race with that holder.
+	// is still using it would race with that holder. It also bounds how long
+	// Close waits for the pool when no connection is out (connector.go).
 	closeSettlePeriod = time.Second
 )
 

@@ -323,9 +323,11 @@ func (c *Connector) Config() *Config {
 //
 // Connections still checked out (a running statement, Rows, a *sql.Conn or a
 // transaction) keep working until they are released: Close returns at once
-// and the pool finishes closing with the last release. A connection still out
-// 30 seconds after Close is taken as leaked and closed, and a warning with
-// the count goes to the configured logger.
+// and the pool finishes closing with the last release. A pooled connection
+// still out 30 seconds after Close is taken as leaked and closed, and a
+// warning with the count goes to the configured logger. (An overflow
+// connection, opened past the cap under plain sql.Open, is not pooled: it
+// closes when database/sql releases it.)
 func (c *Connector) Close() error {
 	if c.closed.Swap(true) {
 		return nil
@@ -334,14 +336,17 @@ func (c *Connector) Close() error {
 	// calls Close while a *sql.Conn, Tx or Rows may still hold one, and code like
 	// "conn := db.Conn(); db.Close(); conn.Close()" must not hang: database/sql
 	// itself closes such connections when they are released. So when some are
-	// still out, the pool closes in the background (closePool). No new checkout
-	// can start: database/sql and Connect are closed.
+	// still out, the pool closes in the background (closePool). When none is
+	// out, Close waits for it, so the server sessions are gone when it
+	// returns; but only for closeSettlePeriod, since a Connect that passed
+	// its closed check just before may still take a connection and hold it.
 	c.poolClosed = make(chan struct{})
+	go c.closePool()
 	if c.pool.Stat().AcquiredConns() == 0 {
-		c.pool.Close()
-		close(c.poolClosed)
-	} else {
-		go c.closePool()
+		select {
+		case <-c.poolClosed:
+		case <-time.After(closeSettlePeriod):
+		}
 	}
 	c.tel.close()
 	if c.pins != nil {
