@@ -139,8 +139,11 @@ func (c *Connector) overflowConnector(pc *pgxpool.Config) driver.Connector {
 	cc.DialFunc = c.policy.overflowDial(dial)
 	opts := append([]stdlib.OptionOpenDB{
 		stdlib.OptionAfterConnect(func(ctx context.Context, conn *pgx.Conn) error {
-			c.policy.afterConnect(conn)
-			return c.policy.baseline(ctx, conn)
+			if err := c.policy.connected(ctx, conn); err != nil {
+				_ = conn.Close(ctx) // stdlib's pool-less connector leaves it open
+				return err
+			}
+			return nil
 		}),
 	}, c.policy.stdlibOptions()...)
 	if pc.BeforeConnect != nil {

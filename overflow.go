@@ -100,11 +100,7 @@ type connRegistry struct {
 // through overflowDial) is marked as such and remembered by its socket, whose
 // Close releases its overflow slot.
 func (p *poolPolicy) track(conn *pgx.Conn, s *connState) {
-	nc := conn.PgConn().Conn()
-	if u, ok := nc.(interface{ NetConn() net.Conn }); ok { // TLS
-		nc = u.NetConn()
-	}
-	if oc, ok := nc.(*overflowNetConn); ok {
+	if oc := overflowSocket(conn); oc != nil {
 		s.flags.Or(flagOverflow)
 		oc.adopt(s)
 	}
@@ -195,6 +191,36 @@ type overflowNetConn struct {
 }
 
 func (c *overflowNetConn) adopt(s *connState) { c.state.Store(s) }
+
+// connected is the AfterConnect hook of every connection, pooled or
+// overflow: the policy's per-connection state, then the session audit's
+// baseline. When the baseline fails the connect fails, and the connection is
+// forgotten here, before it is closed: pgxpool calls BeforeClose only for
+// connections it finished creating, and the overflow connect gives its slot
+// back itself (overflowDialed).
+func (p *poolPolicy) connected(ctx context.Context, conn *pgx.Conn) error {
+	p.afterConnect(conn)
+	err := p.baseline(ctx, conn)
+	if err != nil {
+		if s := stateOf(conn); s != nil {
+			if oc := overflowSocket(conn); oc != nil {
+				oc.state.Store(nil) // its Close must not count the slot again
+			}
+			p.untrack(s)
+		}
+	}
+	return err
+}
+
+// overflowSocket is conn's overflow socket, or nil for a pooled connection.
+func overflowSocket(conn *pgx.Conn) *overflowNetConn {
+	nc := conn.PgConn().Conn()
+	if u, ok := nc.(interface{ NetConn() net.Conn }); ok { // TLS
+		nc = u.NetConn()
+	}
+	oc, _ := nc.(*overflowNetConn)
+	return oc
+}
 
 func (c *overflowNetConn) Close() error {
 	if c.closed.CompareAndSwap(false, true) {

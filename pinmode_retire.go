@@ -160,10 +160,7 @@ func noteCheckout(s *connState) {
 // destroyed at its release (AfterRelease), the earliest point pgxpool
 // offers.
 func (p *poolPolicy) configureContainment(pc *pgxpool.Config) {
-	pc.AfterConnect = func(ctx context.Context, conn *pgx.Conn) error {
-		p.afterConnect(conn)
-		return p.baseline(ctx, conn)
-	}
+	pc.AfterConnect = p.connected
 	pc.ShouldPing = func(_ context.Context, sp pgxpool.ShouldPingParams) bool {
 		if s := stateOf(sp.Conn); s != nil {
 			noteCheckout(s)

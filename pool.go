@@ -418,10 +418,7 @@ func (p *poolPolicy) configurePool(pc *pgxpool.Config, maxConns int32, healthChe
 	pc.MaxConnLifetimeJitter = 0
 	pc.MaxConnIdleTime = p.idle
 	pc.HealthCheckPeriod = healthCheck
-	pc.AfterConnect = func(ctx context.Context, conn *pgx.Conn) error {
-		p.afterConnect(conn)
-		return p.baseline(ctx, conn)
-	}
+	pc.AfterConnect = p.connected
 	pc.ShouldPing = func(_ context.Context, sp pgxpool.ShouldPingParams) bool {
 		return p.shouldPing(sp.Conn, sp.IdleDuration)
 	}
