@@ -43,12 +43,22 @@ const defaultSSLMode = "verify-full"
 // verify-full default is added where pgx reads a query parameter; if that
 // would change anything else, ParseConfig asks for an explicit sslmode.
 func ParseConfig(dsn string) (*Config, error) {
+	if len(dsn) > maxDSNBytes {
+		return nil, &ConfigError{Key: "connection string", Value: "(not shown)",
+			Accepted: fmt.Sprintf("at most %d bytes", maxDSNBytes)}
+	}
 	cfg, err := parseConfig(dsn)
 	if err != nil {
 		return nil, redactDSNError(dsn, err)
 	}
 	return cfg, nil
 }
+
+// maxDSNBytes bounds a connection string. Real ones are well under a
+// kilobyte, and a few kilobytes with pgx's inline certificates
+// (sslinline); the bound keeps the work an erroneous one costs (parsing
+// twice, redacting the error) small whatever it holds.
+const maxDSNBytes = 64 << 10
 
 func parseConfig(dsn string) (*Config, error) {
 	// Parse once at the pgconn level to see every key as the user wrote it

@@ -2,6 +2,7 @@ package rdsproxy_test
 
 import (
 	"fmt"
+	"runtime"
 	"strings"
 	"testing"
 
@@ -137,4 +138,28 @@ func unwrapOne(err error) error {
 		return u.Unwrap()
 	}
 	return nil
+}
+
+// TestMalformedDSNCostIsBounded: an erroneous connection string costs work
+// in proportion to its length, however it is built (here, layers of
+// percent-encoding and repeated password keys, which once made redaction
+// allocate gigabytes), and one over the limit is refused unread.
+func TestMalformedDSNCostIsBounded(t *testing.T) {
+	for name, dsn := range map[string]string{
+		"percent layers":  "postgres://u:%" + strings.Repeat("25", 30000) + "@h:x/db",
+		"password keys":   "host=h port=x " + strings.Repeat("password=XYZsecret ", 3000),
+		"over the limit":  "postgres://u:" + strings.Repeat("s", 70<<10) + "@h/db",
+		"keyword quoting": "host=h password='" + strings.Repeat(`\'`, 30000),
+	} {
+		var before, after runtime.MemStats
+		runtime.ReadMemStats(&before)
+		_, err := rdsproxy.ParseConfig(dsn)
+		require.ErrorIs(t, err, rdsproxy.ErrConfig, name)
+		_ = err.Error()
+		_ = err.Error()
+		runtime.ReadMemStats(&after)
+		// A few copies of the string per step is linear; gigabytes are not.
+		require.Less(t, after.TotalAlloc-before.TotalAlloc, uint64(64<<20), "%s: bytes allocated", name)
+		require.NotContains(t, err.Error(), "XYZsecret", name)
+	}
 }

@@ -89,27 +89,29 @@ func pgxMessage(err error) string {
 
 // possiblePasswords returns every part of dsn that may be meant as a
 // password, generously, for a string pgx could not parse: in a URL, all
-// between the scheme and the last '@'; in either form, everything after a
-// "password" key, to the end. Each comes raw and decoded (percent-decoding
-// for URLs, backslash escapes for quoted keyword/value text).
+// between the scheme and the last '@'; in either form, everything after the
+// first "password" key, to the end (which holds every later one). Each comes
+// raw and decoded once, as pgx decodes (percent-decoding for URLs, backslash
+// escapes for quoted keyword/value text). A handful of regions, whatever
+// the input: redact's cost is linear in their total length.
 func possiblePasswords(dsn string) []string {
-	regions := userinfoRegions(dsn)
-	lower := strings.ToLower(dsn)
-	for i := 0; ; {
-		j := strings.Index(lower[i:], "password")
-		if j < 0 {
-			break
-		}
-		i += j + len("password")
-		regions = append(regions, dsn[i:])
-	}
+	regions := passwordRegions(dsn)
 	if decoded, err := url.PathUnescape(dsn); err == nil && decoded != dsn {
-		regions = append(regions, possiblePasswords(decoded)...)
+		regions = append(regions, passwordRegions(decoded)...)
 	}
 	for _, r := range regions {
 		if strings.Contains(r, `\`) {
 			regions = append(regions, strings.ReplaceAll(r, `\`, ""))
 		}
+	}
+	return regions
+}
+
+// passwordRegions is possiblePasswords for one reading of the text.
+func passwordRegions(dsn string) []string {
+	regions := userinfoRegions(dsn)
+	if j := strings.Index(strings.ToLower(dsn), "password"); j >= 0 {
+		regions = append(regions, dsn[j+len("password"):])
 	}
 	return regions
 }
