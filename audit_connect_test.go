@@ -2,6 +2,8 @@ package rdsproxy
 
 import (
 	"context"
+	"database/sql"
+	"net"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -54,4 +56,34 @@ func TestFailedConnectLeavesNoRegistryEntry(t *testing.T) {
 		require.Error(t, db.Ping())
 	}
 	require.Equal(t, 0, c.policy.tracked(), "registry entries for connections that never opened")
+}
+
+// TestSlowDialIsNotAWaitAtTheCap: under plain sql.Open, a dial that hangs
+// (a server that accepts and never answers) below the cap ends with the
+// caller's context, not ErrPoolWaitTimeout: only time at the cap counts
+// towards that bound.
+func TestSlowDialIsNotAWaitAtTheCap(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	defer ln.Close()
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			defer c.Close()
+		}
+	}()
+	c, err := NewConnector("postgres://postgres@" + ln.Addr().String() + "/postgres?sslmode=disable&pool_max_conns=5")
+	require.NoError(t, err)
+	c.maxWait = 300 * time.Millisecond
+	db := sql.OpenDB(c)
+	defer db.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	err = db.PingContext(ctx)
+	require.Error(t, err)
+	require.NotErrorIs(t, err, ErrPoolWaitTimeout, "0 of 5 connections in use: a hung dial, not a wait at the cap")
+	require.ErrorIs(t, err, context.DeadlineExceeded)
 }

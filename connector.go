@@ -277,8 +277,9 @@ type capWait struct {
 
 	mu       sync.Mutex
 	timer    *time.Timer
-	done     bool // the wait in the pool returned
-	reserved bool // an overflow slot was reserved for this caller
+	done     bool          // the wait in the pool returned
+	reserved bool          // an overflow slot was reserved for this caller
+	atCap    time.Duration // of the wait, the time every connection was checked out (counted per check)
 }
 
 func (w *capWait) check() {
@@ -288,15 +289,22 @@ func (w *capWait) check() {
 		return
 	}
 	c := w.c
+	// Only time at the cap counts towards the bound: a wait for a slow dial
+	// (a proxy holding a new connection for its borrow timeout) is below the
+	// cap, and ends with the dial's own result.
+	atCap := c.pool.Stat().AcquiredConns() >= c.cfg.MaxConns
+	if atCap {
+		w.atCap += overflowAfter
+	}
 	switch {
 	case c.closed.Load():
 		w.cancel(ErrClosed)
 		return
-	case c.pool.Stat().AcquiredConns() >= c.cfg.MaxConns && c.policy.reserveOverflow(c.cfg.MaxConns):
+	case atCap && c.policy.reserveOverflow(c.cfg.MaxConns):
 		w.reserved = true
 		w.cancel(errServeOverflow)
 		return
-	case time.Since(w.start) >= c.maxWait:
+	case w.atCap >= c.maxWait:
 		w.cancel(errWaitedAtCap)
 		return
 	}
