@@ -45,8 +45,9 @@ const (
 // A Config, by value or by pointer, prints as its String with fmt (every
 // verb), log/slog and encoding/json: never the password or the credentials
 // of an option. That holds in any field of any struct, where fmt prints by
-// reflection without calling methods: the password and the options'
-// credentials are kept out of the fields (see ConnConfig).
+// reflection without calling methods: the connection string's password and
+// the options' credentials are kept out of the fields (see ConnConfig for a
+// password set there by hand).
 type Config struct {
 	// ConnConfig is pgx's connection configuration, with rdsproxy's own keys
 	// already removed from RuntimeParams so they are never sent to the server.
@@ -54,7 +55,8 @@ type Config struct {
 	// default_query_exec_mode. Its Password is empty and its ConnString is
 	// not the one parsed: the connection string's password is kept apart, so
 	// that no way of printing a Config can show it, and set on each dial. A
-	// Password set here by the caller wins over it.
+	// Password set here by the caller wins over it, and is the caller's to
+	// keep out of prints: fmt can reach this field by reflection.
 	ConnConfig *pgx.ConnConfig
 
 	// IAM makes every new physical connection authenticate with a fresh RDS IAM

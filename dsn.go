@@ -89,8 +89,10 @@ func parseConfig(dsn string) (*Config, error) {
 		if isOwnKey(key) {
 			continue
 		}
+		// Case-folded: IAM=true is a mistake for iam=true, not a startup
+		// parameter for the server (which RDS Proxy would refuse).
 		for _, p := range reservedPrefixes {
-			if strings.HasPrefix(key, p) {
+			if strings.HasPrefix(strings.ToLower(key), p) {
 				// The value is not echoed: an unknown key may be a guess such as
 				// aws_secret_access_key, and its value a secret.
 				return nil, &ConfigError{Key: key, Value: "(not shown)",

@@ -232,3 +232,18 @@ func FuzzParseConfig(f *testing.F) {
 		}
 	})
 }
+
+// TestOwnKeysAreCaseSensitive: rdsproxy's keys are lower case, and a key in
+// their name spaces written otherwise (IAM=true) is refused, not sent to the
+// server as a startup parameter; pool_max_conns is a whole number as written.
+func TestOwnKeysAreCaseSensitive(t *testing.T) {
+	for _, dsn := range []string{
+		"postgres://u@h/db?IAM=true",
+		"postgres://u@h/db?Pin_Check=error",
+		"host=h POOL_MAX_CONNS=3",
+		"postgres://u@h/db?pool_max_conns=%2B5",
+	} {
+		_, err := rdsproxy.ParseConfig(dsn)
+		require.ErrorIs(t, err, rdsproxy.ErrConfig, dsn)
+	}
+}

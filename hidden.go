@@ -14,8 +14,8 @@ import (
 // follows that pointer once and prints the fields behind it, strings and
 // interface values included. A func is printed as an address with every verb
 // at every depth, so a value behind a closure is never printed: a Config held
-// in any field of any struct cannot show a password or a credentials
-// provider's keys.
+// in any field of any struct cannot show its connection string's password or
+// a credentials provider's keys.
 type hidden[T any] func() T
 
 func hide[T any](v T) hidden[T] { return func() T { return v } }

@@ -90,7 +90,8 @@ func (r PinReport) Pins() bool { return len(r.Findings) > 0 }
 // [ErrUnparsable]. A caller that only
 // warns should use the report and may log the error; a caller that needs
 // certainty should treat the error as "unknown". Without cgo the lexical
-// classifier is the whole verdict and no parse error is returned. Statements
+// classifier is the whole verdict, and the only error is for text holding a
+// NUL byte, which both builds refuse to parse. Statements
 // the zero-allocation prefilter clears are never parsed.
 func AnalyzePinning(sql string) (PinReport, error) {
 	r, err := pinning.Analyze(sql)

@@ -140,7 +140,7 @@ var settings = []setting{
 		parse: func(c *Config, v string) bool {
 			n, err := strconv.ParseInt(v, 10, 32)
 			c.MaxConns = int32(n)
-			return err == nil
+			return err == nil && v[0] != '+' // "a whole number", as written in the key table
 		},
 		value: func(c *Config) string { return strconv.Itoa(int(c.MaxConns)) },
 		valid: func(c *Config) bool { return c.MaxConns >= 1 && c.MaxConns <= maxMaxConns },
