@@ -112,23 +112,30 @@ func runPairedQueries(b *testing.B, raw, rds *sql.DB) {
 	}
 	query(raw)
 	query(rds)
-	var pgxT, rdsT, ratio []float64
-	i := 0
-	for b.Loop() {
-		var p, r time.Duration
-		if i%2 == 0 {
-			p, r = query(raw), query(rds)
-		} else {
-			r, p = query(rds), query(raw)
-		}
-		i++
-		pgxT = append(pgxT, float64(p))
-		rdsT = append(rdsT, float64(r))
-		ratio = append(ratio, float64(r)/float64(p))
-	}
+	pgxT, rdsT, ratio := pairedLoop(b, func() time.Duration { return query(raw) }, func() time.Duration { return query(rds) })
 	b.ReportMetric(median(pgxT), "pgx-ns/query")
 	b.ReportMetric(median(rdsT), "rdsproxy-ns/query")
 	b.ReportMetric(median(ratio), "rdsproxy/pgx")
+}
+
+// pairedLoop runs base and subject once each per iteration, back to back in
+// alternating order, and returns their times and the per-iteration ratios
+// subject/base: drift and a neighbour's burst hit both sides of a pair alike.
+func pairedLoop(b *testing.B, base, subject func() time.Duration) (baseT, subjectT, ratio []float64) {
+	i := 0
+	for b.Loop() {
+		var x, y time.Duration
+		if i%2 == 0 {
+			x, y = base(), subject()
+		} else {
+			y, x = subject(), base()
+		}
+		i++
+		baseT = append(baseT, float64(x))
+		subjectT = append(subjectT, float64(y))
+		ratio = append(ratio, float64(y)/float64(x))
+	}
+	return baseT, subjectT, ratio
 }
 
 func median(xs []float64) float64 {

@@ -150,20 +150,7 @@ func BenchmarkBulkInsertPaired(b *testing.B) {
 				}
 				return time.Since(t0)
 			}
-			var warnT, offT, ratio []float64
-			i := 0
-			for b.Loop() {
-				var w, o time.Duration
-				if i%2 == 0 {
-					w, o = insert(warn), insert(off)
-				} else {
-					o, w = insert(off), insert(warn)
-				}
-				i++
-				warnT = append(warnT, float64(w))
-				offT = append(offT, float64(o))
-				ratio = append(ratio, float64(w)/float64(o))
-			}
+			offT, warnT, ratio := pairedLoop(b, func() time.Duration { return insert(off) }, func() time.Duration { return insert(warn) })
 			b.ReportMetric(median(offT)/1e6, "off-ms/insert")
 			b.ReportMetric(median(warnT)/1e6, "warn-ms/insert")
 			b.ReportMetric(median(ratio), "warn/off")
