@@ -217,7 +217,10 @@ func FuzzParseConfig(f *testing.F) {
 			}
 			return
 		}
-		if checkSecret && (strings.Contains(cfg.String(), password) || strings.Contains(fmt.Sprintf("%v %+v %#v", *cfg, *cfg, cfg), password)) {
+		// A password that also spells part of the settings (port=10000 and
+		// "0000") shows in their description without being leaked.
+		inSettings := strings.Contains(extra+" db.example.com app appdb verify-full 5432", password)
+		if checkSecret && !inSettings && (strings.Contains(cfg.String(), password) || strings.Contains(fmt.Sprintf("%v %+v %#v", *cfg, *cfg, cfg), password)) {
 			t.Fatal("String contains the password")
 		}
 		again, err := rdsproxy.ParseConfig("host=db.example.com user=app dbname=appdb sslmode=verify-full " + cfg.FormatOwnKeys())
