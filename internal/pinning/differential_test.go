@@ -199,7 +199,8 @@ func (g *sqlGen) statement() string {
 	case 20:
 		// Documented gap: a name before a pinning name and "(".
 		g.gaps["name-before-call"] = true
-		return g.pick("SELECT * FROM t nextval(a)", "CREATE TABLE tx (a nextval(3))", "SELECT * FROM t setval(a, b)")
+		return g.pick("SELECT * FROM t nextval(a)", "CREATE TABLE tx (a nextval(3))", "SELECT * FROM t setval(a, b)",
+			"SELECT FROM t* nextval(a)")
 	case 23:
 		if g.chance(20) {
 			// Documented gap: a routine defined inside a routine body.

@@ -62,7 +62,8 @@ func FuzzAnalyze(f *testing.F) {
 // documentedDifference returns the knownGaps tag (POLICY.md) that explains
 // a disagreement between the parser's verdict and the lexical one on sql, or
 // "". name-before-call: the lexical verdict only adds call reasons, and a
-// pinning function's name follows another name and precedes "(".
+// pinning function's name follows another name (or a table's inheritance
+// star, t*) and precedes "(".
 func documentedDifference(sql string, parser, lexical Report) string {
 	var callSets reasonSet
 	for _, f := range callFuncs {
@@ -77,7 +78,9 @@ func documentedDifference(sql string, parser, lexical Report) string {
 	}
 	for _, st := range splitStatements(sql) {
 		for j := 1; j+1 < len(st.toks); j++ {
-			if !isIdentLike(st.toks[j-1]) || !st.toks[j+1].punct(sql, '(') {
+			afterName := isIdentLike(st.toks[j-1]) ||
+				j >= 2 && st.toks[j-1].punct(sql, '*') && isIdentLike(st.toks[j-2]) // FROM t* (inheritance)
+			if !afterName || !st.toks[j+1].punct(sql, '(') {
 				continue
 			}
 			for _, f := range callFuncs {
